@@ -1,0 +1,50 @@
+# ardary-pipeline — `make help` lists the targets. Every target sets up what it needs first.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
+
+.PHONY: help setup system jars test lint typecheck unit integration demo dev broker bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[test]"
+	@touch $@
+
+system: ## install the Debian packages the tests use (PostgreSQL, wrk, Chromium), if missing
+	@bash deploy/install-system-packages.sh
+
+setup: $(STAMP) system jars ## venv + packages + Kafka jars + system packages (idempotent)
+
+jars: $(STAMP) ## fetch Apache Kafka's jars from Maven Central into ~/.cache (once)
+	@$(BIN)/python -c "from pipeline.localkafka import ensure_jars; print('kafka jars:', ensure_jars())"
+
+lint: $(STAMP) ## ruff (lint + format check)
+	$(BIN)/ruff check pipeline tests
+	$(BIN)/ruff format --check pipeline tests
+
+typecheck: $(STAMP) ## mypy --strict on pipeline/
+	$(BIN)/mypy
+
+test: setup lint typecheck ## THE test command: set-up, lint, types, then the whole suite
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+unit: $(STAMP) ## only the tests that need no broker
+	$(BIN)/python -m pytest -q -m "not integration" tests/unit tests/agents
+
+demo: setup ## the whole pipeline on this machine: broker, simulator, ingress, workers, sink
+	$(BIN)/ardary-pipeline demo
+
+dev: setup ## the same stack, kept running until Ctrl-C
+	$(BIN)/ardary-pipeline dev
+
+broker: setup ## a local Kafka broker until Ctrl-C
+	$(BIN)/ardary-pipeline broker
+
+clean: ## remove the venv and local data (not the Kafka jar cache)
+	rm -rf $(VENV) data .runs

@@ -1,0 +1,116 @@
+"""The Faust app: one per worker process, with every stream of `pipeline.topics` declared once.
+
+Agents live in their own modules and are attached by name (`register(app, streams, settings)`),
+so `ardary-pipeline worker --agents outbound` imports and runs only what it is asked to.
+Processing is at-least-once; agents make their effects idempotent by `id_sms_api`/`event_id`
+(faust's `exactly_once` has open bugs, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from pipeline.agents.codec import AvroFaustCodec
+from pipeline.errors import ConfigError
+from pipeline.serde import make_codec
+from pipeline.settings import Settings
+from pipeline.topics import TOPICS
+
+__all__ = ["AGENTS", "Streams", "create_app"]
+
+# agent name -> "module:function" with signature register(app, streams, settings) -> None
+AGENTS: dict[str, str] = {
+    "correlate": "pipeline.agents.correlate:register",
+    "metrics": "pipeline.agents.metrics:register",
+    "optouts": "pipeline.agents.optouts:register",
+}
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The Faust topics of the pipeline, looked up by their unprefixed names."""
+
+    by_name: dict[str, Any]
+    codec: AvroFaustCodec
+    prefix: str
+
+    def __getitem__(self, name: str) -> Any:
+        return self.by_name[name]
+
+
+def _broker_url(bootstrap: str) -> str:
+    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
+
+
+def create_app(
+    settings: Settings,
+    *,
+    app_id: str | None = None,
+    data_dir: Path | None = None,
+    web_port: int = 6066,
+    web_host: str = "127.0.0.1",
+    store: str = "rocksdb://",
+    agents: Iterable[str] = (),
+) -> tuple[faust.App, Streams]:
+    """Build the Faust app and attach the named agents; nothing connects until it starts."""
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    app_id = app_id or f"{settings.pipeline_topic_prefix}workers"
+    app = faust.App(
+        app_id,
+        broker=_broker_url(settings.kafka_bootstrap_servers),
+        store=store,
+        datadir=str(data_dir or Path("data") / "faust"),
+        topic_partitions=settings.pipeline_partitions,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        web_enabled=True,
+        web_port=web_port,
+        web_bind=web_host,
+        web_host=web_host,
+        stream_wait_empty=False,
+        table_cleanup_interval=30.0,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    codec = AvroFaustCodec(make_codec(settings.schema_registry_url))
+    by_name = {
+        spec.name: app.topic(
+            spec.full_name(settings.pipeline_topic_prefix),
+            key_type=bytes,
+            key_serializer="raw",
+            value_serializer=codec,
+            partitions=settings.pipeline_partitions,
+            internal=False,
+        )
+        for spec in TOPICS
+    }
+    streams = Streams(by_name=by_name, codec=codec, prefix=settings.pipeline_topic_prefix)
+    from pipeline.agents.web import register_web
+
+    register_web(app, streams, settings)
+    for name in agents:
+        _registrar(name)(app, streams, settings)
+    return app, streams
+
+
+def _registrar(name: str) -> Callable[[faust.App, Streams, Settings], None]:
+    target = AGENTS.get(name)
+    if target is None:
+        known = ", ".join(sorted(AGENTS)) or "none"
+        raise ConfigError(f"--agents: unknown agent {name!r} (known: {known})")
+    module_name, _, attr = target.partition(":")
+    register: Callable[[faust.App, Streams, Settings], None] = getattr(
+        importlib.import_module(module_name), attr
+    )
+    return register

@@ -1,0 +1,184 @@
+"""Shared fixtures: one Kafka broker per test session, uuid-named topics and groups per test.
+
+The broker is started lazily, only when a test asks for `kafka_bootstrap` (unit tests never start
+a JVM). Where it comes from, first match wins:
+
+1. `KAFKA_BOOTSTRAP_SERVERS` is set: that cluster is used as it is;
+2. a Docker engine answers (and `ARDARY_TEST_BROKER` is not `local`): a KRaft Kafka container
+   from testcontainers;
+3. otherwise the project's own `LocalKafka` (Apache Kafka 4.1.2 in a JVM, Java 17+ and Maven).
+
+`ARDARY_TEST_BROKER=local` or `=docker` forces the choice between 2 and 3.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from uuid import uuid4
+
+import pytest
+
+from pipeline.localkafka import LocalKafka
+
+# kafka-python 3.0 loads its protocol schemas at import time with the deprecated
+# `importlib.resources.read_text`; import it once here so `filterwarnings = error` does not turn
+# that into a collection error in every module that uses it. (The durable fix is a
+# `ignore::DeprecationWarning:kafka.*` entry in pyproject's filterwarnings.)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import kafka.admin  # noqa: F401
+
+KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
+
+
+def _docker_answers(timeout: float = 5.0) -> bool:
+    """Whether a Docker engine is reachable right now (not merely whether the CLI exists)."""
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    try:
+        done = subprocess.run(
+            [docker, "info", "--format", "{{.ServerVersion}}"],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0 and bool(done.stdout.strip())
+
+
+@contextlib.contextmanager
+def _container_broker() -> Iterator[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from testcontainers.kafka import KafkaContainer
+
+    container = (
+        KafkaContainer(KAFKA_IMAGE)
+        .with_kraft()
+        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
+        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
+    )
+    with container:
+        yield str(container.get_bootstrap_server())
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """Bootstrap servers of the session's Kafka broker (see the module docstring)."""
+    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if configured:
+        yield configured
+        return
+    choice = os.environ.get("ARDARY_TEST_BROKER", "auto").strip().lower()
+    if choice == "docker" or (choice == "auto" and _docker_answers()):
+        with _container_broker() as bootstrap:
+            yield bootstrap
+        return
+    with LocalKafka() as kafka:
+        yield kafka.bootstrap
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(kafka_bootstrap: str) -> Iterator[Any]:
+    """A kafka-python admin client on the session broker."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="ardary-tests-admin")
+    yield admin
+    admin.close()
+
+
+@pytest.fixture
+def unique_prefix() -> str:
+    """A prefix no other test uses, for topic names (and `PIPELINE_TOPIC_PREFIX`)."""
+    return f"t{uuid4().hex[:8]}."
+
+
+@pytest.fixture
+def group_id() -> str:
+    """A consumer group id no other test uses."""
+    return f"g-{uuid4().hex}"
+
+
+@pytest.fixture
+def make_topic(kafka_admin: Any, unique_prefix: str) -> Iterator[Callable[..., str]]:
+    """Factory: `make_topic(name, partitions=1, config=None)` creates `<unique_prefix><name>`.
+
+    Returns the full name once every partition has a leader; the topics are deleted (best
+    effort) when the test ends.
+    """
+    created: list[str] = []
+
+    def make(name: str, partitions: int = 1, config: dict[str, str] | None = None) -> str:
+        topic = f"{unique_prefix}{name}"
+        kafka_admin.create_topics(
+            {
+                topic: {
+                    "num_partitions": partitions,
+                    "replication_factor": 1,
+                    "configs": dict(config or {}),
+                }
+            },
+            timeout_ms=15_000,
+            wait_for_metadata=True,
+        )
+        created.append(topic)
+        return topic
+
+    yield make
+    if created:
+        with contextlib.suppress(Exception):
+            kafka_admin.delete_topics(created, timeout_ms=10_000, raise_errors=False)
+
+
+@pytest.fixture
+def local_kafka_factory(tmp_path: Path) -> Iterator[Callable[..., LocalKafka]]:
+    """Factory of a test's own `LocalKafka` brokers (not started), all stopped at teardown.
+
+    `make(data_dir=None, port=None)`: without `data_dir`, a fresh directory under `tmp_path`;
+    pass an earlier broker's `data_dir` to restart on the same data.
+    """
+    brokers: list[LocalKafka] = []
+
+    def make(data_dir: Path | None = None, port: int | None = None) -> LocalKafka:
+        if data_dir is None:
+            data_dir = tmp_path / f"kafka-{len(brokers)}"
+        broker = LocalKafka(data_dir=data_dir, port=port)
+        brokers.append(broker)
+        return broker
+
+    yield make
+    for broker in reversed(brokers):
+        broker.stop()
+
+
+def _wait_until(
+    condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition!r}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Any]:
+    """`wait_until(condition, timeout=30, interval=0.1, what="")`: poll until truthy, else fail.
+
+    Returns the condition's truthy result. Use it instead of sleeping and hoping.
+    """
+    return _wait_until

@@ -1,0 +1,221 @@
+"""The local Kafka broker for real: records round-trip, survive a restart, no JVM outlives it."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient
+
+from pipeline.localkafka import KAFKA_VERSION, LocalKafka
+
+pytestmark = pytest.mark.integration
+
+
+def _pid_gone(pid: int) -> bool:
+    """True once `pid` no longer exists (a zombie awaiting its reaper counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _produce(bootstrap: str, topic: str, value: bytes, key: bytes = b"k") -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    try:
+        producer.send(topic, key=key, value=value).get(timeout=15)
+    finally:
+        producer.close(timeout=5)
+
+
+def _consume_until(
+    bootstrap: str, topic: str, group: str, wanted: bytes, timeout: float = 30.0
+) -> bytes:
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.value == wanted:
+                        return bytes(record.value)
+        pytest.fail(f"{wanted!r} not consumed from {topic} within {timeout:.0f}s")
+    finally:
+        consumer.close()
+
+
+def test_produce_and_consume_through_session_broker(
+    kafka_bootstrap: str, make_topic: Callable[..., str], group_id: str
+) -> None:
+    topic = make_topic("roundtrip", partitions=3)
+    _produce(kafka_bootstrap, topic, b"hello ardary")
+    assert _consume_until(kafka_bootstrap, topic, group_id, b"hello ardary") == b"hello ardary"
+
+
+def test_restart_on_same_data_dir_keeps_records_and_ports(
+    local_kafka_factory: Callable[..., LocalKafka], group_id: str, wait_until: Any
+) -> None:
+    first = local_kafka_factory()
+    bootstrap = first.start()
+    topic = "restart-survivor"
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.create_topics(
+            {topic: {"num_partitions": 1, "replication_factor": 1}}, wait_for_metadata=True
+        )
+    finally:
+        admin.close()
+    _produce(bootstrap, topic, b"written before the restart")
+    pid = first.pid
+    assert pid is not None
+    first.stop()
+    assert not first.is_running()
+    wait_until(lambda: _pid_gone(pid), timeout=10, what="the first JVM to exit")
+
+    second = local_kafka_factory(data_dir=first.data_dir)
+    assert second.start() == bootstrap  # same data dir -> same ports (ports.json)
+    value = _consume_until(bootstrap, topic, group_id, b"written before the restart")
+    assert value == b"written before the restart"
+
+
+def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
+    kafka = LocalKafka()
+    try:
+        kafka.start()
+        pid, data_dir = kafka.pid, kafka.data_dir
+        assert pid is not None and data_dir is not None and data_dir.is_dir()
+        assert kafka.is_running()
+    finally:
+        kafka.stop()
+    assert _pid_gone(pid)  # stop() waited for the JVM and reaped it
+    assert not data_dir.exists()
+    kafka.stop()  # idempotent
+    assert kafka.pid is None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _lines(stream: IO[str]) -> queue.Queue[str]:
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in stream:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return lines
+
+
+def test_broker_command_runs_until_sigint_and_leaves_no_jvm(
+    tmp_path: Path, wait_until: Any
+) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        stdout = _lines(proc.stdout)  # type: ignore[arg-type]
+        try:
+            ready = stdout.get(timeout=90)
+        except queue.Empty:
+            pytest.fail("`ardary-pipeline broker` printed no ready line within 90s")
+        assert ready.startswith(f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port} (data: ")
+        jvms = _children(proc.pid)
+        assert len(jvms) == 1
+        data_dir = Path(ready.split("(data: ", 1)[1].split(")", 1)[0])
+        assert data_dir.is_dir()
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+        wait_until(lambda: _pid_gone(jvms[0]), timeout=10, what="the broker JVM to exit")
+        assert not data_dir.exists()  # a temporary data dir goes with the broker
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def test_jvm_dies_with_a_sigkilled_python(tmp_path: Path, wait_until: Any) -> None:
+    script = (
+        "import sys\n"
+        "from pipeline.localkafka import LocalKafka\n"
+        "k = LocalKafka()\n"
+        "k.start()\n"
+        "print(k.pid, k.data_dir, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
+    data_dir = ""
+    try:
+        lines = _lines(proc.stdout)  # type: ignore[arg-type]
+        try:
+            pid_text, data_dir = lines.get(timeout=90).split()
+        except queue.Empty:
+            pytest.fail("the broker did not start within 90s")
+        jvm = int(pid_text)
+        assert not _pid_gone(jvm)
+        proc.kill()  # no atexit, no finally: only the kernel's parent-death signal is left
+        proc.wait(timeout=10)
+        wait_until(lambda: _pid_gone(jvm), timeout=10, what="the orphaned JVM to be killed")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                stream.close()
+        # The temporary data dir could not be cleaned by the killed process.
+        if data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,0 +1,195 @@
+"""The local broker's plumbing without a JVM: cache, tools, configuration, ports, the pom copy."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+import pipeline.localkafka as lk
+from pipeline.errors import BrokerError, EnvironmentMissing
+from pipeline.localkafka import (
+    KAFKA_VERSION,
+    POM_XML,
+    LocalKafka,
+    ensure_jars,
+    jar_cache_dir,
+    new_cluster_id,
+    render_log4j2_properties,
+    render_server_properties,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+MARKER = f"kafka_2.13-{KAFKA_VERSION}.jar"
+
+
+def _parse_properties(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _fake_tool(bin_dir: Path, name: str, script: str) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    path = bin_dir / name
+    path.write_text(f"#!/bin/sh\n{script}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    libs = tmp_path / "cache" / "libs"
+    monkeypatch.setenv("ARDARY_KAFKA_CACHE", str(libs))
+    return libs
+
+
+def test_embedded_pom_is_the_canonical_one() -> None:
+    assert (REPO / "deploy" / "kafka-local" / "pom.xml").read_text(encoding="utf-8") == POM_XML
+    assert f"<kafka.version>{KAFKA_VERSION}</kafka.version>" in POM_XML
+    assert "<artifactId>log4j-slf4j-impl</artifactId>" in POM_XML
+
+
+def test_jar_cache_dir_follows_xdg_and_override(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ARDARY_KAFKA_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert jar_cache_dir() == tmp_path / "xdg" / "ardary-pipeline" / "kafka-4.1.2" / "libs"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert jar_cache_dir() == tmp_path / "home" / ".cache/ardary-pipeline/kafka-4.1.2/libs"
+    monkeypatch.setenv("ARDARY_KAFKA_CACHE", str(tmp_path / "mine"))
+    assert jar_cache_dir() == tmp_path / "mine"
+
+
+@pytest.mark.parametrize("missing", ["mvn", "java"])
+def test_missing_tool_is_one_line_naming_the_alternative(
+    missing: str, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_which = lk.shutil.which
+    monkeypatch.setattr(lk.shutil, "which", lambda t: None if t == missing else real_which(t))
+    with pytest.raises(EnvironmentMissing) as caught:
+        ensure_jars()
+    message = str(caught.value)
+    assert "\n" not in message
+    assert "KAFKA_BOOTSTRAP_SERVERS" in message
+    assert "Java 17+" in message and "Maven" in message
+    assert caught.value.exit_code == 2
+    assert not empty_cache.exists()
+
+
+def test_start_without_java_raises_before_touching_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    kafka = LocalKafka(data_dir=tmp_path / "data")
+    with pytest.raises(EnvironmentMissing, match="KAFKA_BOOTSTRAP_SERVERS"):
+        kafka.start()
+    assert not (tmp_path / "data").exists()
+    assert not kafka.is_running()
+
+
+def test_cached_jars_are_reused_without_maven(
+    empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    empty_cache.mkdir(parents=True)
+    (empty_cache / MARKER).write_bytes(b"")
+    monkeypatch.setenv("PATH", "/nonexistent")  # neither java nor mvn would be found
+    assert ensure_jars() == empty_cache
+
+
+def test_failed_download_leaves_nothing_to_reuse(
+    tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _fake_tool(bin_dir, "java", "exit 0")
+    # Writes part of the jars, then fails as an interrupted download would.
+    _fake_tool(
+        bin_dir,
+        "mvn",
+        'for a; do case "$a" in -DoutputDirectory=*) out="${a#*=}";; esac; done\n'
+        'mkdir -p "$out" && touch "$out/kafka-clients-4.1.2.jar"\n'
+        'echo "[ERROR] Could not transfer artifact from central"; exit 1',
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    with pytest.raises(EnvironmentMissing) as caught:
+        ensure_jars()
+    assert "Could not transfer artifact" in str(caught.value)
+    assert "KAFKA_BOOTSTRAP_SERVERS" in str(caught.value)
+    assert not empty_cache.exists()
+    assert [p.name for p in empty_cache.parent.iterdir()] == [".libs.lock"]
+
+
+def test_successful_download_is_moved_into_place(
+    tmp_path: Path, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    _fake_tool(bin_dir, "java", "exit 0")
+    _fake_tool(
+        bin_dir,
+        "mvn",
+        'for a; do case "$a" in -DoutputDirectory=*) out="${a#*=}";; esac; done\n'
+        f'mkdir -p "$out" && touch "$out/{MARKER}" "$out/kafka-clients-4.1.2.jar"',
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert ensure_jars() == empty_cache
+    assert sorted(p.name for p in empty_cache.iterdir()) == sorted(
+        [MARKER, "kafka-clients-4.1.2.jar"]
+    )
+
+
+def test_server_properties_for_a_single_node_dev_cluster(tmp_path: Path) -> None:
+    props = _parse_properties(render_server_properties(9192, 9193, tmp_path / "logs"))
+    assert props["process.roles"] == "broker,controller"
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193"
+    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9192"
+    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:9193"
+    assert props["log.dirs"] == str(tmp_path / "logs")
+    assert props["group.initial.rebalance.delay.ms"] == "0"
+    assert props["auto.create.topics.enable"] == "false"
+    for key in (
+        "offsets.topic.replication.factor",
+        "transaction.state.log.replication.factor",
+        "transaction.state.log.min.isr",
+        "share.coordinator.state.topic.replication.factor",
+        "share.coordinator.state.topic.min.isr",
+    ):
+        assert props[key] == "1", key
+
+
+def test_log4j2_properties_send_warnings_to_the_data_dir(tmp_path: Path) -> None:
+    props = _parse_properties(render_log4j2_properties(tmp_path / "broker.log"))
+    assert props["appender.file.fileName"] == str(tmp_path / "broker.log")
+    assert props["logger.kafka.level"] == "WARN"
+    assert props["logger.apache.name"] == "org.apache.kafka"
+
+
+def test_cluster_id_looks_like_kafkas() -> None:
+    ids = {new_cluster_id() for _ in range(200)}
+    assert len(ids) == 200
+    assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
+
+
+def test_ports_are_chosen_once_and_remembered(tmp_path: Path) -> None:
+    broker_port, controller_port = lk._resolve_ports(tmp_path, None)
+    assert broker_port != controller_port
+    saved = json.loads((tmp_path / "ports.json").read_text())
+    assert saved == {"port": broker_port, "controller_port": controller_port}
+    assert lk._resolve_ports(tmp_path, None) == (broker_port, controller_port)
+    # An explicit port wins for the broker; the controller keeps its port (the voter set).
+    assert lk._resolve_ports(tmp_path, 19092) == (19092, controller_port)
+    assert lk._resolve_ports(tmp_path, None) == (19092, controller_port)
+
+
+def test_not_started_broker_has_no_bootstrap_and_stop_is_harmless(tmp_path: Path) -> None:
+    kafka = LocalKafka(data_dir=tmp_path)
+    assert not kafka.is_running()
+    assert kafka.pid is None
+    with pytest.raises(BrokerError):
+        _ = kafka.bootstrap
+    kafka.stop()
+    kafka.stop()
+    assert tmp_path.exists()  # a given data dir is never deleted

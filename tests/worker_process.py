@@ -1,0 +1,110 @@
+"""Run `ardary-pipeline worker` as a real subprocess for integration tests (start, wait, kill)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+from pipeline.agents.cli import READY_LINE
+
+__all__ = ["WorkerProcess", "free_port", "wait_for"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
+    """Poll `condition` until true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class WorkerProcess:
+    """One worker subprocess with its own data dir, web port and log file."""
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        agents: str,
+        data_dir: Path,
+        store: str = "rocksdb://",
+        loglevel: str = "warn",
+    ) -> None:
+        self.env = {**os.environ, **env}
+        self.agents = agents
+        self.data_dir = data_dir
+        self.store = store
+        self.loglevel = loglevel
+        self.web_port = free_port()
+        self.log_path = data_dir / f"worker-{self.web_port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_timeout: float = 90.0) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pipeline",
+                "worker",
+                "--agents",
+                self.agents,
+                "--web-port",
+                str(self.web_port),
+                "--data-dir",
+                str(self.data_dir / "state"),
+                "--store",
+                self.store,
+                "--loglevel",
+                self.loglevel,
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_for(self._ready, ready_timeout, f"worker {self.agents} ready ({self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"worker exited {self.proc.returncode}:\n{self.log_tail()}")
+        return READY_LINE in self.log_path.read_text(errors="replace")
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL: the crash case (no graceful shutdown, no final commit)."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait; SIGKILL if it does not stop in time. Returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(10)
+        return self.proc.returncode
