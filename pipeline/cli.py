@@ -17,34 +17,55 @@ import click
 from pipeline import __version__
 from pipeline.errors import PipelineError
 
-__all__ = ["COMMANDS", "cli", "main"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 
-# name -> "module:attribute" of a click.Command. Add a line here to add a sub-command.
-COMMANDS: dict[str, str] = {
-    "broker": "pipeline.localkafka_cli:broker",
-    "topics": "pipeline.topics_cli:topics",
-    "ingress": "pipeline.ingress.cli:ingress",
-    "simulator": "pipeline.simulator.cli:simulator",
-    "sink": "pipeline.sinks.cli:sink",
-    "publish": "pipeline.publish_cli:publish",
-    "worker": "pipeline.agents.cli:worker",
+# name -> ("module:attribute" of a click.Command, one-line help). Add a line to add a command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("pipeline.stack.cli:demo", "The whole pipeline on this machine, then a summary."),
+    "dev": ("pipeline.stack.cli:dev", "The same stack as demo, kept running until Ctrl-C."),
+    "broker": ("pipeline.localkafka_cli:broker", "A local single-node Apache Kafka (KRaft)."),
+    "topics": ("pipeline.topics_cli:topics", "Create or list the pipeline's topics."),
+    "ingress": ("pipeline.ingress.cli:ingress", "The callback ingress (HTTP -> Kafka)."),
+    "worker": ("pipeline.agents.cli:worker", "A Faust worker running the agents."),
+    "sink": ("pipeline.sinks.cli:sink", "The warehouse sink (Kafka -> DuckDB/PostgreSQL/Parquet)."),
+    "publish": ("pipeline.publish_cli:publish", "Publish send requests (JSONL file or one)."),
+    "simulator": ("pipeline.simulator.cli:simulator", "The Ardary API simulator."),
+    "dead-letters": (
+        "pipeline.ingress.dead_letters:dead_letters",
+        "Inspect or re-drive the dead-letter topic.",
+    ),
+    "bench": ("pipeline.bench.cli:bench", "Benchmarks printing `RATIO name=value`."),
 }
 
 
 class LazyGroup(click.Group):
-    """A click group that imports a sub-command's module only when it is used."""
+    """A click group that imports a sub-command's module only when it is run.
+
+    `--help` shows the one-line help from the table, so it imports nothing heavy.
+    """
+
+    def __init__(
+        self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = COMMANDS if lazy is None else lazy
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
+        return list(self.lazy)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = self.lazy.get(cmd_name)
+        if entry is None:
             return None
-        module_name, _, attr = target.partition(":")
+        module_name, _, attr = entry[0].partition(":")
         command = getattr(importlib.import_module(module_name), attr)
         assert isinstance(command, click.Command)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, short) for name, (_, short) in self.lazy.items()]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

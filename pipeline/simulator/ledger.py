@@ -1,0 +1,74 @@
+"""The simulator's ledger: every message it accepted, by id_sms_api, duplicates made visible."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any
+
+__all__ = ["Ledger", "LedgerEntry"]
+
+
+@dataclass(slots=True)
+class LedgerEntry:
+    """One accepted id_sms_api; `submissions` > 1 means it was sent more than once."""
+
+    id_sms_api: str
+    login: str
+    phone_number: str
+    routing: str
+    mode: str
+    segments: int
+    message: str
+    url: str | None
+    priority: Any
+    date_to_send: Any
+    first_accepted_at: float
+    last_accepted_at: float
+    submissions: int = 1
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as a JSON-ready dict."""
+        return asdict(self)
+
+
+class Ledger:
+    """Accepted messages and per-second acceptance counts (test-mode messages included)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, LedgerEntry] = {}
+        self.per_second: Counter[int] = Counter()
+        self.accepted = 0
+        self.accepted_by_mode: Counter[str] = Counter()
+        self.rejected_by_code: Counter[str] = Counter()
+
+    def accept(self, entry: LedgerEntry) -> int:
+        """Record an accepted message; returns how many times its id was submitted so far."""
+        self.accepted += 1
+        self.accepted_by_mode[entry.mode] += 1
+        self.per_second[int(entry.last_accepted_at)] += 1
+        known = self.entries.get(entry.id_sms_api)
+        if known is None:
+            self.entries[entry.id_sms_api] = entry
+            return 1
+        known.submissions += 1
+        known.last_accepted_at = entry.last_accepted_at
+        return known.submissions
+
+    def reject(self, codes: list[str]) -> None:
+        """Count a refused message by its codes."""
+        self.rejected_by_code.update(codes)
+
+    def stats(self) -> dict[str, Any]:
+        """Totals for /_sim/stats: duplicates are ids submitted more than once."""
+        duplicated = [e for e in self.entries.values() if e.submissions > 1]
+        return {
+            "accepted": self.accepted,
+            "accepted_by_mode": dict(self.accepted_by_mode),
+            "unique_ids": len(self.entries),
+            "duplicate_ids": len(duplicated),
+            "duplicate_submissions": sum(e.submissions - 1 for e in duplicated),
+            "rejected_by_code": dict(self.rejected_by_code),
+            "accepted_per_second": {str(k): v for k, v in sorted(self.per_second.items())},
+            "max_accepted_per_second": max(self.per_second.values(), default=0),
+        }

@@ -1,0 +1,72 @@
+"""The simulator's routes in-process (ASGI transport, no sockets): answers and validation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from pipeline.simulator.app import build_app
+from pipeline.simulator.config import SimulatorConfig
+
+PHONE = "+33612345678"
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[httpx.AsyncClient]:
+    app = build_app(SimulatorConfig())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sim"
+    ) as client:
+        yield client
+
+
+def body(*messages: dict[str, object], mode: str = "prod") -> dict[str, object]:
+    return {
+        "header": {"login": "a@b.c", "accessKey": "k", "mode": mode},
+        "messages": list(messages),
+    }
+
+
+@pytest.mark.parametrize("path", ["/api/sendSms", "/sendSms", "/api/sendSmsSolo", "/sendSmsSolo"])
+async def test_routes_with_and_without_api_prefix(sim: httpx.AsyncClient, path: str) -> None:
+    r = await sim.post(path, json=body({"id_sms_api": "x", "phone_number": PHONE, "message": "m"}))
+    assert r.status_code == 200
+    assert r.json()["data"][0]["id_sms_api"] == "x"
+
+
+async def test_count_sent_only_when_something_failed(sim: httpx.AsyncClient) -> None:
+    ok = {"id_sms_api": "a", "phone_number": PHONE, "message": "m"}
+    bad = {"id_sms_api": "b", "phone_number": PHONE, "message": ""}
+    assert "count_sent" not in (await sim.post("/api/sendSms", json=body(ok))).json()
+    answer = (await sim.post("/api/sendSms", json=body(ok, bad))).json()
+    assert answer["count_sent"] == 1
+    assert answer["data"][1] == {"id_sms_api": "b", "error": ["#006"]}
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[]", b'{"header": {"login": "a", "accessKey": "k"}, "messages": "x"}'],
+)
+async def test_unreadable_requests_are_400(sim: httpx.AsyncClient, payload: bytes) -> None:
+    r = await sim.post("/api/sendSms", content=payload)
+    assert r.status_code == 400 and "error" in r.json()
+
+
+async def test_contact_codes(sim: httpx.AsyncClient) -> None:
+    contacts = [{"firstname": "no phone"}, {"phonenumber": ""}, {"phonenumber": PHONE}]
+    r = await sim.post(
+        "/api/contact", json={"header": {"login": "a@b.c", "accessKey": "k"}, "contacts": contacts}
+    )
+    results = r.json()["data"]["contact"]
+    assert [c.get("errors") for c in results] == [["#003"], ["#002"], None]
+    assert [c["result"] for c in results] == ["failed", "failed", "success"]
+
+
+async def test_runtime_config_endpoint(sim: httpx.AsyncClient) -> None:
+    r = await sim.post("/_sim/config", json={"fail_rate": 1.0})
+    assert r.json() == {"fail_rate": 1.0}
+    assert (await sim.post("/api/sendSms", json=body())).status_code == 503
+    assert (await sim.post("/_sim/config", json={"seed": 3})).status_code == 400
+    assert (await sim.post("/_sim/config", content=b"[")).status_code == 400
