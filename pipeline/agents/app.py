@@ -17,6 +17,7 @@ from typing import Any
 import faust
 
 from pipeline.agents.codec import AvroFaustCodec
+from pipeline.agents.web import register_web
 from pipeline.errors import ConfigError
 from pipeline.serde import make_codec
 from pipeline.settings import Settings
@@ -96,8 +97,6 @@ def create_app(
         for spec in TOPICS
     }
     streams = Streams(by_name=by_name, codec=codec, prefix=settings.pipeline_topic_prefix)
-    from pipeline.agents.web import register_web
-
     register_web(app, streams, settings)
     for name in agents:
         _registrar(name)(app, streams, settings)

@@ -39,6 +39,7 @@ from pipeline.ardary.codes import (
     CONTACT_NO_PHONE,
     UNKNOWN_ERROR,
 )
+from pipeline.ardary.segments import count_segments
 from pipeline.simulator.config import SimulatorConfig
 from pipeline.simulator.dispatcher import CallbackDispatcher
 from pipeline.simulator.ledger import Ledger, LedgerEntry
@@ -53,7 +54,6 @@ from pipeline.simulator.rules import (
     normalize_number,
     read_header,
 )
-from pipeline.ardary.segments import count_segments
 
 __all__ = ["SimulatorState", "build_app"]
 
