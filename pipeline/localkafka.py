@@ -12,7 +12,6 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
-import ctypes
 import fcntl
 import json
 import os
@@ -30,6 +29,7 @@ from types import TracebackType
 from typing import IO, Self
 
 from pipeline.errors import BrokerError, EnvironmentMissing
+from pipeline.procutil import die_with_parent, free_ports
 
 __all__ = [
     "KAFKA_VERSION",
@@ -46,7 +46,6 @@ KAFKA_VERSION = "4.1.2"
 SCALA_VERSION = "2.13"
 _MARKER_JAR = f"kafka_{SCALA_VERSION}-{KAFKA_VERSION}.jar"
 _HOST = "127.0.0.1"
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 _INSTALL_HINT = (
     "install Java 17+ and Maven (e.g. `apt-get install openjdk-17-jre-headless maven`), "
@@ -262,20 +261,6 @@ def render_log4j2_properties(log_file: Path) -> str:
     )
 
 
-def _free_ports(count: int) -> list[int]:
-    """`count` distinct loopback ports the kernel considers free right now."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((_HOST, 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -299,7 +284,7 @@ def _resolve_ports(data_dir: Path, port: int | None) -> tuple[int, int]:
             loaded = json.loads(state.read_text(encoding="utf-8"))
             if isinstance(loaded, dict):
                 saved = {k: v for k, v in loaded.items() if isinstance(v, int)}
-    fresh = iter(_free_ports(2))
+    fresh = iter(free_ports(2))
     broker_port = port or saved.get("port") or next(fresh)
     controller_port = saved.get("controller_port") or next(fresh)
     if controller_port == broker_port:
@@ -308,14 +293,6 @@ def _resolve_ports(data_dir: Path, port: int | None) -> tuple[int, int]:
         json.dumps({"port": broker_port, "controller_port": controller_port}), encoding="utf-8"
     )
     return broker_port, controller_port
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Runs in the child before exec: the kernel SIGKILLs the JVM when its parent dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -520,7 +497,6 @@ class LocalKafka:
             str(props),
         ]
         self._out = (data_dir / "broker.out").open("ab")
-        parent = os.getpid()
         self._proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -528,7 +504,7 @@ class LocalKafka:
             stderr=subprocess.STDOUT,
             cwd=data_dir,
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the JVM
-            preexec_fn=lambda: _die_with_parent(parent),
+            preexec_fn=die_with_parent(signal.SIGKILL),
         )
         atexit.register(self._stop_at_exit)
 

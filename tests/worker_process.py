@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pipeline.agents.cli import READY_LINE
+from pipeline.procutil import free_ports
 
 __all__ = ["WorkerProcess", "free_port", "wait_for"]
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
