@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
-.PHONY: help setup system jars test lint typecheck unit integration demo dev broker bench clean
+
+.PHONY: help setup system jars tools test lint typecheck unit integration demo dev broker bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -19,7 +20,15 @@ $(STAMP): pyproject.toml
 system: ## install the Debian packages the tests use (PostgreSQL, wrk, Chromium), if missing
 	@bash deploy/install-system-packages.sh
 
-setup: $(STAMP) system jars ## venv + packages + Kafka jars + system packages (idempotent)
+HELM := $(HOME)/.cache/ardary-pipeline/bin/helm
+HELM_VERSION := v3.22.0
+
+$(HELM):
+	GOBIN=$(dir $(HELM)) GOFLAGS=-mod=mod go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+tools: $(HELM) ## helm (chart rendering test), built from the Go module proxy once
+
+setup: $(STAMP) system jars tools ## venv + packages + Kafka jars + system packages + tools
 
 jars: $(STAMP) ## fetch Apache Kafka's jars from Maven Central into ~/.cache (once)
 	@$(BIN)/python -c "from pipeline.localkafka import ensure_jars; print('kafka jars:', ensure_jars())"
