@@ -68,7 +68,7 @@ class RecordSchema:
 
     @classmethod
     def from_json(cls, schema: dict[str, Any]) -> RecordSchema:
-        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        parsed = fastavro.parse_schema(schema)
         canonical = to_parsing_canonical_form(parsed)
         array_fields = frozenset(
             f["name"]

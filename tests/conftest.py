@@ -182,3 +182,6 @@ def wait_until() -> Callable[..., Any]:
     Returns the condition's truthy result. Use it instead of sleeping and hoping.
     """
     return _wait_until
+
+# PostgreSQL for the sink tests: a throw-away server from Debian's binaries, one per session.
+from tests.postgres_fixture import pg_database, postgres_dsn  # noqa: E402, F401

@@ -1,0 +1,301 @@
+"""The warehouse sink consumer: Kafka partitions → sink batches, offsets stored with the rows.
+
+Kafka's own committed offsets are written too after each flush, but only for monitoring (lag):
+on every (re)assignment the consumer seeks to the offsets stored in the warehouse, which were
+committed in the same transaction as the rows, so a crash replays exactly the unwritten tail.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as KafkaTP
+
+from pipeline import records
+from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
+from pipeline.serde import Codec, SchemaStore, make_codec
+from pipeline.settings import Settings
+from pipeline.sinks.base import BatchingSink, TopicPartition
+from pipeline.sinks.factory import open_sink, pii_policy
+from pipeline.topics import TOPICS
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "SINK_TOPICS",
+    "SinkStats",
+    "consumer_config",
+    "run_sink",
+    "sink_topics",
+    "undecodable_dead_letter",
+]
+
+log = logging.getLogger("pipeline.sink")
+
+DEFAULT_GROUP = "ardary-warehouse"
+POLL_RECORDS = 5_000
+SINK_TOPICS = (
+    "sms.lifecycle",
+    "sms.send-results",
+    "callbacks.status",
+    "callbacks.clicks",
+    "callbacks.incoming-sms",
+    "callbacks.calls",
+    "callbacks.qualifications",
+    "callbacks.dead-letter",
+    "metrics.sms",
+    "sms.optouts",
+)
+assert set(SINK_TOPICS) <= {spec.name for spec in TOPICS}
+
+
+@dataclass(frozen=True, slots=True)
+class SinkStats:
+    """What one run of the sink did."""
+
+    records: int
+    rows: int
+    undecodable: int
+    seconds: float
+    busy_seconds: float  # from the first record polled to the end of the last flush
+
+
+def sink_topics(prefix: str) -> list[str]:
+    """The full names of the topics the sink consumes."""
+    return [f"{prefix}{name}" for name in SINK_TOPICS]
+
+
+def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
+    """kafka-python consumer settings shared by the sink and its benchmark baseline."""
+    return {
+        "bootstrap_servers": bootstrap.split(","),
+        "group_id": group,
+        "client_id": "ardary-sink",
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "max_poll_records": POLL_RECORDS,
+        "fetch_max_bytes": 64 * 1024 * 1024,
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
+        "fetch_min_bytes": 1,
+        "fetch_max_wait_ms": 100,
+        # a killed sink blocks its partitions until its session expires: keep that short
+        "session_timeout_ms": 10_000,
+        "heartbeat_interval_ms": 2_000,
+    }
+
+
+def undecodable_dead_letter(
+    topic: str, partition: int, offset: int, value: bytes, timestamp_ms: int, error: Exception
+) -> records.DeadLetter:
+    """A dead letter for bytes the codec refused; its id is stable, so a replay de-duplicates."""
+    event_id = hashlib.sha256(f"{topic}:{partition}:{offset}".encode()).hexdigest()[:32]
+    at = datetime.fromtimestamp(max(timestamp_ms, 0) / 1000, tz=UTC)
+    return records.DeadLetter(
+        event_id=event_id,
+        reason="undecodable",
+        detail=f"{topic}[{partition}]@{offset}: {error}"[:1000],
+        method="KAFKA",
+        raw=bytes(value),
+        received_at=at,
+    )
+
+
+class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
+    """One consumer and one sink; the rebalance listener calls back into it."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        sink: BatchingSink,
+        codec: Codec,
+        group: str,
+        from_beginning: bool,
+    ) -> None:
+        self.consumer = consumer
+        self.sink = sink
+        self.codec = codec
+        self.group = group
+        self.ignore_stored = from_beginning
+        self.next_offsets: dict[TopicPartition, int] = {}
+        self.records = 0
+        self.rows = 0
+        self.undecodable = 0
+        self.assigned_at: float | None = None  # monotonic time of the last assignment
+        self.first_record_at: float | None = None
+        self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
+        self.in_flight: Future[None] | None = None
+        self.last_flush_at: float | None = None
+
+    # -- rebalance listener (kafka-python calls these inside poll) --
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        self.flush(wait=True)  # we still own them: write what we have before another member does
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        self.wait()  # the offsets must include a write still in flight
+        self.assigned_at = time.monotonic()
+        stored = {} if self.ignore_stored else self.sink.committed_offsets(self.group)
+        self.ignore_stored = False
+        for tp in assigned:
+            offset = stored.get(TopicPartition(tp.topic, tp.partition))
+            if offset is None:
+                self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+            log.info("assigned %s[%d] from %s", tp.topic, tp.partition, offset or "beginning")
+
+    # -- the loop --
+    def handle(self, polled: dict[Any, list[Any]]) -> None:
+        sink, codec = self.sink, self.codec
+        if self.first_record_at is None:
+            self.first_record_at = time.monotonic()
+        for tp, messages in polled.items():
+            topic, partition = tp.topic, tp.partition
+            for message in messages:
+                value = message.value
+                if value is None:
+                    continue  # a tombstone: nothing to store
+                try:
+                    record: records.Record = codec.decode(value)
+                except DecodeError as exc:
+                    record = undecodable_dead_letter(
+                        topic, partition, message.offset, value, message.timestamp, exc
+                    )
+                    self.undecodable += 1
+                try:
+                    sink.add(topic, partition, message.offset, record)
+                except SinkBackpressure:
+                    self.flush(wait=True)
+                    sink.add(topic, partition, message.offset, record)
+                self.records += 1
+            if messages:
+                self.next_offsets[TopicPartition(topic, partition)] = messages[-1].offset + 1
+
+    def flush(self, wait: bool = False) -> None:
+        """Hand the buffered batches to the writer thread (one write in flight at most).
+
+        The write (rows + offsets, one transaction) overlaps with the next polls and decodes;
+        the warehouse engines release the GIL while they work. A failed write raises here, at
+        the next flush or wait, and stops the loop: the stored offsets make the restart replay.
+        """
+        self.wait()
+        if self.sink.pending:
+            batches = self.sink.take()
+            offsets, self.next_offsets = self.next_offsets, {}
+            self.in_flight = self.writer.submit(self._write, batches, offsets)
+        if wait:
+            self.wait()
+
+    def _write(self, batches: Any, offsets: dict[TopicPartition, int]) -> None:
+        self.rows += self.sink.write(batches)
+        self.last_flush_at = time.monotonic()
+        if offsets:
+            self._commit_kafka(offsets)
+
+    def wait(self) -> None:
+        """Wait for the write in flight; re-raises its error."""
+        if self.in_flight is not None:
+            future, self.in_flight = self.in_flight, None
+            future.result()
+
+    def _commit_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
+        offsets = {
+            KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
+            for tp, off in next_offsets.items()
+        }
+        try:
+            self.consumer.commit(offsets)
+        except KafkaError as exc:  # informational only: the warehouse holds the truth
+            log.warning("Kafka offset commit failed (harmless): %s", type(exc).__name__)
+
+
+def run_sink(
+    settings: Settings,
+    *,
+    stop_event: threading.Event,
+    max_idle_s: float | None = None,
+    url: str | None = None,
+    group: str = DEFAULT_GROUP,
+    from_beginning: bool = False,
+    flush_every: int = 20_000,
+    poll_records: int = POLL_RECORDS,
+    flush_interval_ms: int = 1_000,
+    progress_every_s: float = 5.0,
+    sink: BatchingSink | None = None,
+    store: SchemaStore | None = None,
+) -> SinkStats:
+    """Consume the pipeline's topics into the warehouse until `stop_event` (or idle timeout).
+
+    Flushes every `flush_every` records or `flush_interval_ms`, and once more before returning,
+    so a graceful stop (SIGTERM/SIGINT set the event) loses nothing and a kill loses nothing
+    either (the unflushed tail is replayed from the stored offsets).
+    """
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: the sink needs a broker")
+    store = store or SchemaStore.load()
+    codec = make_codec(settings.schema_registry_url, store)
+    if sink is None:
+        sink = open_sink(
+            url or settings.warehouse_url, group, pii=pii_policy(settings), store=store
+        )
+    sink.setup()
+    try:
+        consumer = KafkaConsumer(**consumer_config(settings.kafka_bootstrap_servers, group))
+    except KafkaError as exc:
+        sink.close()
+        raise BrokerError(f"cannot reach Kafka: {type(exc).__name__}") from exc
+    loop = _Loop(consumer, sink, codec, group, from_beginning)
+    started = last_flush = last_progress = last_data = time.monotonic()
+    rows_at_progress = 0
+    try:
+        consumer.subscribe(sink_topics(settings.pipeline_topic_prefix), listener=loop)
+        while not stop_event.is_set():
+            polled = consumer.poll(timeout_ms=200, max_records=poll_records)
+            now = time.monotonic()
+            if polled:
+                loop.handle(polled)
+                last_data = now
+            if sink.pending >= flush_every or (
+                sink.pending and (now - last_flush) * 1000 >= flush_interval_ms
+            ):
+                loop.flush()
+                last_flush = now
+            if now - last_progress >= progress_every_s:
+                rate = (loop.rows - rows_at_progress) / (now - last_progress)
+                log.info(
+                    "sink: %d records, %d rows written, %.0f rows/s", loop.records, loop.rows, rate
+                )
+                last_progress, rows_at_progress = now, loop.rows
+            if (
+                max_idle_s is not None
+                and loop.assigned_at is not None
+                and not sink.pending
+                and now - max(last_data, loop.assigned_at) >= max_idle_s
+            ):
+                break  # idle since the (last) assignment: a batch run is done
+        loop.flush(wait=True)
+    except KafkaError as exc:
+        raise BrokerError(f"sink consumer failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        try:
+            loop.writer.shutdown(wait=True)
+            consumer.close(autocommit=False)
+        finally:
+            sink.close()
+    elapsed = time.monotonic() - started
+    log.info("sink stopped: %d records, %d rows in %.1fs", loop.records, loop.rows, elapsed)
+    busy = (
+        loop.last_flush_at - loop.first_record_at
+        if loop.first_record_at is not None and loop.last_flush_at is not None
+        else 0.0
+    )
+    return SinkStats(loop.records, loop.rows, loop.undecodable, elapsed, busy)
