@@ -1,7 +1,8 @@
 """Analytics views over the warehouse tables, one definition per SQL dialect.
 
-Days are UTC days. Time-to-deliver is `delivered_at - submitted_at` (falling back to
-`requested_at` when the submission time is unknown), in milliseconds. Opt-outs per day count
+Days are UTC days. Time-to-deliver is `delivered_at - sent_at` (falling back to `submitted_at`),
+in milliseconds, as `pipeline.core.lifecycle.time_to_deliver_ms` and the metric windows define it;
+negative differences (clock skew) are left out. Opt-outs per day count
 the numbers whose *current* state is opted out, by the day of that opt-out (the table holds one
 row per number).
 """
@@ -46,12 +47,15 @@ def _ratio(num: str, den: str) -> str:
 
 def view_sql(dialect: Dialect) -> list[str]:
     """CREATE OR REPLACE VIEW statements for every analytics view."""
-    ttd = _ms("delivered_at", "COALESCE(submitted_at, requested_at)", dialect)
+    ttd = _ms("delivered_at", "COALESCE(sent_at, submitted_at)", dialect)
     campaign = "metadata ->> 'campaign'"
     submitted = "COUNT(*) FILTER (WHERE submitted_at IS NOT NULL)"
     delivered = "COUNT(*) FILTER (WHERE delivered_at IS NOT NULL)"
     clicked = "COUNT(*) FILTER (WHERE delivered_at IS NOT NULL AND click_count > 0)"
-    timed = "delivered_at IS NOT NULL AND COALESCE(submitted_at, requested_at) IS NOT NULL"
+    timed = (
+        "delivered_at IS NOT NULL AND COALESCE(sent_at, submitted_at) IS NOT NULL"
+        " AND delivered_at >= COALESCE(sent_at, submitted_at)"
+    )
     return [
         f"""CREATE OR REPLACE VIEW v_daily_delivery_rate AS
 SELECT {_day("COALESCE(submitted_at, requested_at, updated_at)")} AS day, login,
