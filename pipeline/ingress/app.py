@@ -1,0 +1,384 @@
+"""The callback ingress as a bare ASGI app: verify, parse, publish, answer — nothing else.
+
+No framework in the hot path (DESIGN.md: the server sets the ceiling, and a router costs
+~40 %). Every answer about a callback is given only after the broker has acknowledged what it
+promises: the records for a 200, the dead letter for a 400; otherwise 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from pipeline.ardary.callbacks import CallbackRecord, kind_of, parse_callbacks
+from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
+from pipeline.ingress.decode import MAX_REQUEST_BYTES, RawRequest, dead_letter_for, decode_params
+from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
+from pipeline.ingress.publisher import KafkaPublisher, Publisher
+from pipeline.records import DeadLetter
+from pipeline.serde import Codec, make_codec
+from pipeline.settings import Settings
+from pipeline.topics import record_key, spec_for, topic_for_record
+
+__all__ = [
+    "CALLBACKS_PATH",
+    "IngressApp",
+    "ManagedPublisher",
+    "Parser",
+    "app_from_env",
+    "create_app",
+]
+
+log = logging.getLogger("pipeline.ingress")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+Parser = Callable[..., list[CallbackRecord]]
+
+CALLBACKS_PATH = "/callbacks"
+_JSON = b"application/json"
+_NOT_FOUND = orjson.dumps({"error": "not_found"})
+_TOO_LARGE = orjson.dumps({"error": "too_large", "detail": f"limit {MAX_REQUEST_BYTES} bytes"})
+_UNAVAILABLE = orjson.dumps({"error": "broker_unavailable"})
+_SHUTTING_DOWN = orjson.dumps({"error": "shutting_down"})
+_NOT_ALLOWED = orjson.dumps({"error": "method_not_allowed"})
+_INTERNAL = orjson.dumps({"error": "internal"})
+
+
+class ManagedPublisher(Publisher, Protocol):
+    """A publisher the app owns: started in the ASGI lifespan, stopped (flushed) at shutdown."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class _Outcome(Exception):
+    """Internal: short-circuits a request with a ready answer."""
+
+    def __init__(self, status: int, body: bytes, kind: str) -> None:
+        self.status = status
+        self.body = body
+        self.kind = kind
+
+
+class IngressApp:
+    """ASGI 3 app of the callback ingress; one instance per process, shared by all requests."""
+
+    def __init__(
+        self,
+        *,
+        codec: Codec,
+        prefix: str,
+        tz: ZoneInfo,
+        token: str | None,
+        publisher: Publisher | None = None,
+        publisher_factory: Callable[[], ManagedPublisher] | None = None,
+        parser: Parser = parse_callbacks,
+        publish_timeout: float = 5.0,
+        drain_timeout: float = 10.0,
+        max_bytes: int = MAX_REQUEST_BYTES,
+    ) -> None:
+        if publisher is None and publisher_factory is None:
+            raise ValueError("give a publisher or a publisher_factory")
+        self.publisher = publisher
+        self._factory = publisher_factory
+        self._managed: ManagedPublisher | None = None
+        self._codec = codec
+        self._prefix = prefix
+        self._tz = tz
+        self._token = token.encode() if token else None
+        self._parser = parser
+        self._publish_timeout = publish_timeout
+        self._drain_timeout = drain_timeout
+        self._max_bytes = max_bytes
+        self._topics: dict[type, str] = {}
+        self._dead_letter_topic = spec_for("callbacks.dead-letter").full_name(prefix)
+        self._in_flight = 0
+        self.metrics = IngressMetrics(in_flight=lambda: self._in_flight)
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._draining = False
+
+    # ---- ASGI entry -------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        if self._is_callback_path(path):
+            await self._callback(scope, receive, send)
+        elif path == "/healthz":
+            await _respond(send, 200, b'{"status":"ok"}')
+        elif path == "/readyz":
+            ok = self.publisher is not None and not self._draining and await self.publisher.ready()
+            await _respond(
+                send, 200 if ok else 503, b'{"status":"%s"}' % (b"ready" if ok else b"unavailable")
+            )
+        elif path == "/metrics":
+            await _respond(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
+        else:
+            self.metrics.request("other", 404)
+            await _respond(send, 404, _NOT_FOUND)
+
+    def _is_callback_path(self, path: str) -> bool:
+        if self._token is None:
+            return path == CALLBACKS_PATH
+        if not path.startswith("/callbacks/"):
+            return False
+        # Constant-time: a wrong token must not be guessable byte by byte from timings.
+        return hmac.compare_digest(path[11:].encode(), self._token)
+
+    # ---- callbacks --------------------------------------------------------------------------
+
+    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            status, body, kind = await self._handle(scope, receive)
+        except Exception as exc:  # a bug must cost one 500, never the process
+            log.error("callback failed", extra={"error": type(exc).__name__})
+            status, body, kind = 500, _INTERNAL, "error"
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        self.metrics.request(kind, status)
+        await _respond(send, status, body)
+
+    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str]:
+        method: str = scope["method"]
+        if method not in ("GET", "POST"):
+            return 405, _NOT_ALLOWED, "invalid"
+        if self._draining:
+            return 503, _SHUTTING_DOWN, "unavailable"
+        try:
+            request = await self._read(scope, receive, method)
+        except _Outcome as outcome:
+            return outcome.status, outcome.body, outcome.kind
+        received_at = datetime.now(UTC)
+        try:
+            params = decode_params(request)
+            records = self._parser(params, received_at=received_at, tz=self._tz)
+            items = [self._encode(record) for record in records]
+        except CallbackError as exc:
+            return await self._reject(request, exc.reason, exc.detail, received_at)
+        except DecodeError as exc:  # a record our schema cannot hold: keep the input
+            return await self._reject(request, "unencodable", str(exc), received_at)
+        except Exception as exc:  # a parser bug: keep the input so it can be replayed
+            log.error("parser crashed", extra={"error": type(exc).__name__})
+            return await self._reject(request, "parser_error", type(exc).__name__, received_at)
+        if not items:
+            return await self._reject(request, "no_callback", "no records", received_at)
+        started = time.perf_counter()
+        try:
+            await self._publish_all([(topic, key, value) for topic, key, value, _, _ in items])
+        except (BrokerError, TimeoutError):
+            log.debug("publish failed: 503")
+            return 503, _UNAVAILABLE, "unavailable"
+        self.metrics.observe_publish(time.perf_counter() - started)
+        accepted = []
+        kinds = set()
+        for topic, _, _, kind, event_id in items:
+            self.metrics.record(kind)
+            kinds.add(kind)
+            accepted.append({"kind": kind, "topic": topic, "event_id": event_id})
+        label = kinds.pop() if len(kinds) == 1 else "mixed"
+        return 200, orjson.dumps({"accepted": accepted}), label
+
+    async def _read(self, scope: Scope, receive: Receive, method: str) -> RawRequest:
+        query: bytes = scope.get("query_string", b"")
+        size = len(query)
+        if size > self._max_bytes:
+            raise _Outcome(413, _TOO_LARGE, "too_large")
+        content_type: str | None = None
+        length: int | None = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                try:
+                    length = int(value)
+                except ValueError:
+                    raise _Outcome(
+                        400, _bad_request("bad_request", "bad Content-Length"), "invalid"
+                    ) from None
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"transfer-encoding":
+                chunked = True
+        if length is not None and size + length > self._max_bytes:
+            raise _Outcome(413, _TOO_LARGE, "too_large")
+        body = b""
+        if length or chunked:
+            chunks: list[bytes] = []
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Outcome(400, _bad_request("bad_request", "client went away"), "invalid")
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > self._max_bytes:  # Content-Length may lie or be absent
+                    raise _Outcome(413, _TOO_LARGE, "too_large")
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+            body = b"".join(chunks)
+        return RawRequest(method=method, query=query, body=body, content_type=content_type)
+
+    def _encode(self, record: CallbackRecord) -> tuple[str, bytes | None, bytes, str, str]:
+        cls = type(record)
+        topic = self._topics.get(cls)
+        if topic is None:
+            topic = self._topics[cls] = topic_for_record(cls).full_name(self._prefix)
+        value = self._codec.encode(record)
+        return topic, record_key(record), value, kind_of(record), record.event_id
+
+    async def _publish_all(self, items: list[tuple[str, bytes | None, bytes]]) -> None:
+        publisher = self.publisher
+        if publisher is None:
+            raise BrokerError("ingress is not started")
+        async with asyncio.timeout(self._publish_timeout):
+            if len(items) == 1:
+                await publisher.publish(*items[0])
+            else:  # concurrently: the records share the producer's batches
+                await asyncio.gather(*(publisher.publish(*item) for item in items))
+
+    async def _reject(
+        self, request: RawRequest, reason: str, detail: str, received_at: datetime
+    ) -> tuple[int, bytes, str]:
+        """Dead-letter the raw request, then answer 400 — or 503 if it could not be kept."""
+        letter: DeadLetter = dead_letter_for(request, reason, detail, received_at)
+        try:
+            value = self._codec.encode(letter)
+            await self._publish_all([(self._dead_letter_topic, None, value)])
+        except (BrokerError, TimeoutError):
+            return 503, _UNAVAILABLE, "unavailable"
+        self.metrics.dead_letter(reason)
+        log.warning("dead-lettered", extra={"reason": reason, "event_id": letter.event_id})
+        return 400, _bad_request(reason, detail), "invalid"
+
+    # ---- lifespan ---------------------------------------------------------------------------
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send(
+                        {
+                            "type": "lifespan.startup.failed",
+                            "message": type(exc).__name__ + ": " + str(exc),
+                        }
+                    )
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def startup(self) -> None:
+        """Start the owned publisher (if any); called by the ASGI lifespan."""
+        if self._factory is not None and self._managed is None:
+            managed = self._factory()
+            await managed.start()
+            self._managed = managed
+            self.publisher = managed
+        log.info("ingress started", extra={"token_configured": self._token is not None})
+
+    async def shutdown(self) -> None:
+        """Refuse new callbacks, wait for those in flight, then flush and stop the producer."""
+        self._draining = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
+        except TimeoutError:
+            log.warning("drain timed out", extra={"in_flight": self._in_flight})
+        if self._managed is not None:
+            await self._managed.stop()
+            self._managed = None
+        log.info("ingress stopped")
+
+
+def _bad_request(reason: str, detail: str) -> bytes:
+    return orjson.dumps({"error": reason, "detail": detail})
+
+
+async def _respond(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes = _JSON,
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    publisher: Publisher | None = None,
+    codec: Codec | None = None,
+    publish_timeout: float = 5.0,
+) -> IngressApp:
+    """The ingress app for these settings; without `publisher`, it owns a KafkaPublisher.
+
+    Nothing connects here: the owned producer starts in the ASGI lifespan, in the process (and
+    event loop) that serves requests — granian imports the app in a worker process.
+    """
+    factory: Callable[[], ManagedPublisher] | None = None
+    if publisher is None:
+        bootstrap = settings.kafka_bootstrap_servers
+        if not bootstrap:
+            raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: required by the ingress")
+
+        def factory() -> ManagedPublisher:
+            # No inner timer: the app's one asyncio.timeout per request bounds the wait.
+            return KafkaPublisher(bootstrap)
+
+    token = settings.pipeline_callback_token
+    return IngressApp(
+        codec=codec or make_codec(settings.schema_registry_url),
+        prefix=settings.pipeline_topic_prefix,
+        tz=settings.timezone,
+        token=token.get_secret_value() if token is not None else None,
+        publisher=publisher,
+        publisher_factory=factory,
+        publish_timeout=publish_timeout,
+    )
+
+
+def app_from_env() -> IngressApp:
+    """Factory for servers that import the app by name (granian workers): settings from env."""
+    from pipeline.logs import configure_logging
+    from pipeline.settings import load_settings
+
+    configure_logging()
+    return create_app(load_settings())
