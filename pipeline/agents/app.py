@@ -30,6 +30,8 @@ AGENTS: dict[str, str] = {
     "correlate": "pipeline.agents.correlate:register",
     "metrics": "pipeline.agents.metrics:register",
     "optouts": "pipeline.agents.optouts:register",
+    "outbound": "pipeline.agents.outbound:register",
+    "contacts": "pipeline.agents.contacts:register",
 }
 
 
