@@ -13,7 +13,6 @@ Decoding never lets a foreign exception escape: whatever is wrong with the bytes
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 import struct
@@ -131,14 +130,14 @@ class SchemaStore:
         return sorted(self._current)
 
 
-@functools.cache
-def _field_names(cls: type[records.Record]) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in dataclasses.fields(cls)) for cls in records.RECORD_TYPES
+}
 
 
 def record_to_dict(record: records.Record) -> dict[str, Any]:
     """The record as the plain dict fastavro writes (shallow: no deep copy of maps)."""
-    return {name: getattr(record, name) for name in _field_names(type(record))}
+    return {name: getattr(record, name) for name in _FIELD_NAMES[type(record)]}
 
 
 class Codec(Protocol):
