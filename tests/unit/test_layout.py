@@ -39,8 +39,6 @@ def test_pure_packages_import_no_io_library(package: str) -> None:
 def test_every_registered_command_loads() -> None:
     ctx = click.Context(cli)
     for name in COMMANDS:
-        if name in {"demo", "dev"}:
-            continue  # TODO(issue 7): remove once the stack command lands
         command = cli.get_command(ctx, name)
         assert isinstance(command, click.Command), name
         assert command.help or command.callback.__doc__, f"{name} has no help text"

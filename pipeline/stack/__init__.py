@@ -1,0 +1,1 @@
+"""The whole pipeline on one machine: `ardary-pipeline demo` and `ardary-pipeline dev`."""
