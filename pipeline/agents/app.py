@@ -17,6 +17,7 @@ from typing import Any
 import faust
 
 from pipeline.agents.codec import AvroFaustCodec
+from pipeline.agents.dashboard import register_dashboard
 from pipeline.agents.web import register_web
 from pipeline.errors import ConfigError
 from pipeline.serde import make_codec
@@ -100,6 +101,7 @@ def create_app(
     }
     streams = Streams(by_name=by_name, codec=codec, prefix=settings.pipeline_topic_prefix)
     register_web(app, streams, settings)
+    register_dashboard(app)
     for name in agents:
         _registrar(name)(app, streams, settings)
     return app, streams

@@ -1,0 +1,95 @@
+"""Opt-out decisions, the crash guard, the broker probe and the JSON form of a window."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.agents.liveness import Telemetry, guarded
+from pipeline.agents.optouts import optout_for
+from pipeline.agents.web import BrokerProbe, window_json
+from pipeline.records import IncomingSms, SendResult, SmsMetricsWindow
+
+AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def _sms(body: str) -> IncomingSms:
+    return IncomingSms("e1", "+33612345678", body, AT, "{}", device_identification="alice")
+
+
+@pytest.mark.parametrize(
+    ("body", "opted_out"),
+    [("STOP", True), ("Arrêt !", True), ("désabonner", True), ("start", False)],
+)
+def test_keyword_replies_change_consent(body: str, opted_out: bool) -> None:
+    out = optout_for(_sms(body))
+    assert out is not None
+    assert (out.opted_out, out.source, out.phone_number) == (
+        opted_out,
+        "INCOMING_SMS",
+        "+33612345678",
+    )
+
+
+def test_other_replies_and_results_are_ignored() -> None:
+    assert optout_for(_sms("please don't stop")) is None
+    ok = SendResult("m1", "alice", "+33612345678", "SUBMITTED", AT)
+    assert optout_for(ok) is None
+    assert optout_for(SendResult("m1", "alice", "+336", "REJECTED", AT, ("#007",))) is None
+
+
+def test_stop_list_result_opts_out_idempotently() -> None:
+    result = SendResult("m1", "alice", "+33612345678", "REJECTED", AT, ("#003",))
+    first, second = optout_for(result), optout_for(result)
+    assert first is not None and first.opted_out and first.source == "SEND_RESULT"
+    assert first == second  # a replay publishes the same record
+
+
+async def test_guard_calls_crash_handler_on_exception() -> None:
+    crashes: list[tuple[str, str]] = []
+    telemetry = Telemetry()
+
+    async def body(stream: object) -> None:
+        raise ValueError("bad record")
+
+    run = guarded("demo", body, telemetry, on_crash=lambda a, e: crashes.append((a, str(e))))
+    with pytest.raises(ValueError):
+        await run(None)
+    assert crashes == [("demo", "bad record")]
+    assert telemetry.registry.get_sample_value("pipeline_agent_up", {"agent": "demo"}) == 0
+
+
+async def test_guard_lets_cancellation_through_without_crashing() -> None:
+    crashes: list[str] = []
+
+    async def body(stream: object) -> None:
+        await asyncio.Event().wait()
+
+    task = asyncio.ensure_future(
+        guarded("demo", body, Telemetry(), on_crash=lambda a, e: crashes.append(a))(None)
+    )
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert crashes == []
+
+
+async def test_broker_probe_sees_a_listening_port_and_a_closed_one() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        assert await BrokerProbe(f"127.0.0.1:{port}").reachable()
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert not await BrokerProbe(f"127.0.0.1:{port}").reachable()
+
+
+def test_window_json_has_iso_times() -> None:
+    w = SmsMetricsWindow(AT, AT + timedelta(minutes=1), "*", requested=3, delivery_rate=0.5)
+    d = window_json(w)
+    assert d["window_start"] == AT.isoformat() and d["requested"] == 3
+    assert d["delivery_rate"] == 0.5
