@@ -62,9 +62,7 @@ def worker(
         store=store,
         agents=names,
     )
-    _worker_class()(
-        app, loglevel=loglevel, quiet=True
-    ).execute_from_commandline()
+    _worker_class()(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def _worker_class() -> type:
