@@ -172,7 +172,7 @@ def bind_event(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
-async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) -> None:
+async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) -> Any:
     """Set (or, with None, delete) a table key: local store plus changelog record.
 
     Same effect as ``table[key] = value`` in `event`'s partition, but the changelog record goes
@@ -181,6 +181,9 @@ async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) ->
     The bytes are the JSON faust itself writes, so faust's recovery reads them unchanged. Cost:
     faust's persisted changelog offset does not advance, so a restarted worker re-reads its
     changelog from the start (idempotent, only slower).
+
+    Returns the changelog record's delivery future: await it before the batch's offsets may be
+    committed.
     """
     bind_event(event)
     partition = event.message.partition
@@ -188,10 +191,9 @@ async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) ->
     if value is None:
         if key in table.data:
             del table.data[key]
-        await app.producer.send(topic, key, None, partition, None, None)
-    else:
-        table.data[key] = value
-        await app.producer.send(topic, key, orjson.dumps(value), partition, None, None)
+        return await app.producer.send(topic, key, None, partition, None, None)
+    table.data[key] = value
+    return await app.producer.send(topic, key, orjson.dumps(value), partition, None, None)
 
 
 class _Watermark:
@@ -241,16 +243,22 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         touched, skipped, latest = fold_events(((ev, ev.value) for ev in events), load, crash_on)
         watermark.advance(latest)
         emitted = 0
+        deliveries = []
         for mid, touch in touched.items():
             if not touch.changed_state():
                 continue
             key = mid.encode()
             value = encode_value(touch.after, touch.tag.message.partition)
-            await table_put(app, table, touch.tag, key, value)
+            deliveries.append(await table_put(app, table, touch.tag, key, value))
             record = touch.emit()
             if record is not None:
-                await app.producer.send(out_topic, key, codec.encode(record), None, None, None)
+                deliveries.append(
+                    await app.producer.send(out_topic, key, codec.encode(record), None, None, None)
+                )
                 emitted += 1
+        # The batch's events are acked (and their offsets become committable) when this returns:
+        # only once the broker holds every changelog and lifecycle record they caused.
+        await asyncio.gather(*deliveries)
         telemetry.events_processed.labels(AGENT).inc(len(events))
         if skipped:
             telemetry.events_skipped.labels(AGENT, "no_id_sms_api").inc(skipped)

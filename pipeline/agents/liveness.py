@@ -88,6 +88,13 @@ class Telemetry:
             ["window", "login", "field"],
             registry=r,
         )
+        self.send_result_codes = Counter(
+            "ardary_send_result_codes",
+            "Error codes of SendResults that were not SUBMITTED (at-least-once: a redelivered "
+            "result counts again).",
+            ["code"],
+            registry=r,
+        )
         self.watched: dict[str, frozenset[str]] = {}
 
     def watch(self, agent: str, topics: Iterable[str]) -> None:

@@ -323,6 +323,7 @@ def _register_facts(
                 for f in after:
                     watermarks.advance(ev.message.partition, f.at)
             sent = 0
+            deliveries: list[Any] = []
             for owner, (ev, before, after) in touched.items():
                 if set(before) == set(after):
                     continue
@@ -335,12 +336,15 @@ def _register_facts(
                     if after
                     else None
                 )
-                await table_put(app, owners, ev, okey, value)
+                deliveries.append(await table_put(app, owners, ev, okey, value))
                 for c in contributions(owner, before, after, sizes):
-                    await app.producer.send(
-                        out, c.window.encode().encode(), c.to_bytes(), None, None, None
+                    deliveries.append(
+                        await app.producer.send(
+                            out, c.window.encode().encode(), c.to_bytes(), None, None, None
+                        )
                     )
                     sent += 1
+            await asyncio.gather(*deliveries)  # outputs acknowledged before offsets commit
             telemetry.events_processed.labels(FACTS_AGENT).inc(len(events))
             if skipped:
                 telemetry.events_skipped.labels(FACTS_AGENT, "not_a_fact_source").inc(skipped)
@@ -413,6 +417,7 @@ def _register_windows(
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
             shares: dict[bytes, list[Any]] = {}  # c-key -> [event, before, after, window]
             accs: dict[WindowKey, list[Any]] = {}  # window -> [event, accumulator]
+            deliveries: list[Any] = []
             too_late = 0
             for ev in events:
                 c = Contribution.from_bytes(ev.value)
@@ -456,19 +461,23 @@ def _register_windows(
                     if after
                     else None
                 )
-                await table_put(app, table, ev, ckey, share_value)
+                deliveries.append(await table_put(app, table, ev, ckey, share_value))
             emitted = 0
             for key, (ev, acc) in accs.items():
                 wvalue = {"p": ev.message.partition, "a": acc.to_dict()}
-                await table_put(app, table, ev, f"w|{key.encode()}".encode(), wvalue)
+                deliveries.append(
+                    await table_put(app, table, ev, f"w|{key.encode()}".encode(), wvalue)
+                )
                 record = window_record(key, acc, sizes)
-                await app.producer.send(
-                    out,
-                    metrics_key(key.window, key.start, key.login),
-                    codec.encode(record),
-                    None,
-                    None,
-                    None,
+                deliveries.append(
+                    await app.producer.send(
+                        out,
+                        metrics_key(key.window, key.start, key.login),
+                        codec.encode(record),
+                        None,
+                        None,
+                        None,
+                    )
                 )
                 board.update(record)
                 _publish_gauges(telemetry, board, record)
@@ -477,7 +486,8 @@ def _register_windows(
                 p = ev.message.partition
                 if p in watermarks.by_partition:
                     mvalue = {"p": p, "t": _us(watermarks.by_partition[p])}
-                    await table_put(app, table, ev, f"m|{p}".encode(), mvalue)
+                    deliveries.append(await table_put(app, table, ev, f"m|{p}".encode(), mvalue))
+            await asyncio.gather(*deliveries)  # outputs acknowledged before offsets commit
             telemetry.events_processed.labels(WINDOWS_AGENT).inc(len(events))
             telemetry.metrics_too_late.inc(too_late)
             telemetry.records_emitted.labels(WINDOWS_AGENT).inc(emitted)

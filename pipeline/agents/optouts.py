@@ -7,6 +7,7 @@ phone is the consent (a replay re-emits the same records, which is harmless). `#
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -69,13 +70,21 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
     async def body(stream: Any) -> None:
         async for events in stream.take_events(1000, within=0.05):
             emitted = 0
+            deliveries = []
             for ev in events:
-                optout = optout_for(ev.value)
+                result = ev.value
+                if isinstance(result, SendResult) and result.outcome != "SUBMITTED":
+                    for code in result.error_codes:
+                        telemetry.send_result_codes.labels(code).inc()
+                optout = optout_for(result)
                 if optout is None:
                     continue
                 key = optout.phone_number.encode()
-                await app.producer.send(out_topic, key, codec.encode(optout), None, None, None)
+                deliveries.append(
+                    await app.producer.send(out_topic, key, codec.encode(optout), None, None, None)
+                )
                 emitted += 1
+            await asyncio.gather(*deliveries)  # acknowledged before the offsets may commit
             telemetry.events_processed.labels(AGENT).inc(len(events))
             telemetry.records_emitted.labels(AGENT).inc(emitted)
             telemetry.last_batch.labels(AGENT).set(time.time())

@@ -8,7 +8,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from pipeline.agents.liveness import register_lag_monitor, telemetry_for
 from pipeline.agents.metrics import board_for
@@ -82,7 +82,8 @@ def register_web(app: Any, streams: Any, settings: Settings) -> None:
         )
 
     async def metrics(self: Any, request: Any) -> Any:
-        body = generate_latest(telemetry.registry).decode()
+        # this worker's own registry, plus the process-wide one (outbound, client libraries)
+        body = (generate_latest(telemetry.registry) + generate_latest(REGISTRY)).decode()
         return self.text(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def metrics_sms(self: Any, request: Any) -> Any:

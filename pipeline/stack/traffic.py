@@ -38,7 +38,8 @@ def demo_requests(count: int, *, seed: int, clock: Callable[[], datetime]) -> It
     for n in range(count):
         template = rng.choice(_TEXTS)
         message = template.format(n=100000 + n)
-        phone = f"+336{rng.randrange(10**8):08d}"
+        # French mobiles +336[1-8]…, avoiding +33639 (not a mobile range per libphonenumber)
+        phone = f"+3361{rng.randrange(10**7):07d}"
         if rng.random() < 0.02:
             phone = f"+336{rng.randrange(10**4):04d}"  # too short: invalid
         yield SendRequest(

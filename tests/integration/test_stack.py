@@ -1,0 +1,115 @@
+"""The README's run command end to end, and the dashboard in a real headless Chromium.
+
+`demo` runs as the user runs it: a subprocess with nothing configured, its own Kafka broker,
+simulator, ingress, worker and sink; it must exit 0 with a summary and leave no process behind.
+The dashboard test brings the same stack up on the session broker, pushes traffic through it,
+and waits until the page's charts have drawn non-zero data; the screenshot is kept as an
+artifact (test-artifacts/dashboard.png).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.publish import SendRequestPublisher
+from pipeline.settings import load_settings
+from pipeline.stack.stack import Stack, StackOptions, run_stack
+from pipeline.stack.traffic import demo_requests
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline and str(os.getpid()) != pid:
+            found.append(f"{pid}: {cmdline[:120]}")
+    return found
+
+
+def test_demo_command_finishes_with_a_summary_and_leaves_nothing(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP_SERVERS"}
+    runs = tmp_path / "runs"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "demo", "--messages", "200", "--runs-dir", str(runs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=420,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "Demo summary — 200 messages" in out
+    assert "delivered" in out and "time to deliver p95" in out
+    assert "demo finished in" in out
+    (run_dir,) = list(runs.iterdir())
+    assert (run_dir / "warehouse.duckdb").is_file()
+    assert processes_mentioning(str(run_dir)) == []  # no child and no JVM left behind
+
+
+@pytest.fixture(scope="module")
+def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap)
+    run_dir = tmp_path_factory.mktemp("stack") / f"dash{int(time.time())}"
+    with run_stack(settings, StackOptions(run_dir=run_dir)) as running:
+        with SendRequestPublisher(running.bootstrap, prefix=running.prefix) as pub:
+            for request in demo_requests(300, seed=11, clock=lambda: datetime.now(UTC)):
+                pub.publish(request)
+        yield running
+
+
+def test_dashboard_draws_live_data_in_chromium(stack: Stack) -> None:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("Debian's chromium is not installed (make system installs it)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=chromium,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{stack.worker_url}/")
+            for chart in ("flow", "latency", "codes"):
+                page.wait_for_function(
+                    f"Number(document.getElementById('{chart}').dataset.points || 0) > 0",
+                    timeout=90_000,
+                )
+            kpi = page.inner_text("#kpis")
+            page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+        finally:
+            browser.close()
+    assert "delivered" in kpi
+    delivered = int(kpi.split("\n")[kpi.split("\n").index("delivered") - 1].replace(",", ""))
+    assert delivered > 0
