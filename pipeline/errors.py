@@ -79,7 +79,11 @@ class ArdaryError(PipelineError):
 
 
 class ArdaryAuthError(ArdaryError):
-    """Account-level refusal (#001 authentication, #002 not activated)."""
+    """Account-level refusal (#001 auth, #002 not activated); `codes` as Ardary gave them."""
+
+    def __init__(self, message: str, codes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.codes = codes
 
 
 class ArdaryTransientError(ArdaryError):

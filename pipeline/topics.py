@@ -229,7 +229,6 @@ def _describe(admin: KafkaAdminClient, prefix: str) -> list[TopicState]:
     return [TopicState(n, partitions.get(n, 0), configs[n]) for n in names]
 
 
-
 def describe_topics(bootstrap: str, prefix: str) -> list[TopicState]:
     """The pipeline's topics as they are on the broker (missing ones are left out)."""
     from kafka.errors import KafkaError

@@ -183,5 +183,6 @@ def wait_until() -> Callable[..., Any]:
     """
     return _wait_until
 
+
 # PostgreSQL for the sink tests: a throw-away server from Debian's binaries, one per session.
 from tests.postgres_fixture import pg_database, postgres_dsn  # noqa: E402, F401

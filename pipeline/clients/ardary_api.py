@@ -189,7 +189,9 @@ class ArdaryClient:
             )
             if outcomes and all(o.category is CodeCategory.ACCOUNT for o in outcomes):
                 codes = sorted({c for o in outcomes for c in o.error_codes})
-                raise ArdaryAuthError(f"Ardary refused login {login!r}: {', '.join(codes)}")
+                raise ArdaryAuthError(
+                    f"Ardary refused login {login!r}: {', '.join(codes)}", codes=tuple(codes)
+                )
         except ArdaryAuthError:
             if self.breaker is not None:
                 self.breaker.record_account_error(login)

@@ -25,13 +25,24 @@ T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 def run(args: list[str], bootstrap: str, prefix: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PIPELINE_TOPIC_PREFIX": prefix}
-    return subprocess.run([sys.executable, "-m", "pipeline", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def read_all(bootstrap: str, topic: str, codec: AvroCodec) -> list[object]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=3000,
+        enable_auto_commit=False,
+    )
     try:
         return [codec.decode(m.value) for m in consumer]
     finally:
@@ -43,8 +54,13 @@ def test_replay_republishes_what_parses_and_reports_the_rest(
 ) -> None:
     ensure_topics(kafka_bootstrap, unique_prefix, 2)
     codec = AvroCodec(SchemaStore.load())
-    status = {"user": "u@x.fr", "phone_number": "+33612345678", "status": "received",
-              "date_status": "2026-05-01T11:59:00.000Z", "id_sms_api": "m-42"}
+    status = {
+        "user": "u@x.fr",
+        "phone_number": "+33612345678",
+        "status": "received",
+        "date_status": "2026-05-01T11:59:00.000Z",
+        "id_sms_api": "m-42",
+    }
     good = RawRequest("GET", f"status={quote(json.dumps(status))}".encode())
     bad = RawRequest("GET", b"status=%7Bnot-json")
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
@@ -61,8 +77,10 @@ def test_replay_republishes_what_parses_and_reports_the_rest(
 
     first = run(["dead-letters", "replay"], kafka_bootstrap, unique_prefix)
     assert first.returncode == 0, first.stderr
-    assert "2 dead letter(s) read, 1 re-driven (1 callback record(s) published), 1 still " \
+    assert (
+        "2 dead letter(s) read, 1 re-driven (1 callback record(s) published), 1 still "
         "failing" in first.stdout
+    )
     assert "invalid_json" in first.stdout
 
     statuses = read_all(kafka_bootstrap, f"{unique_prefix}callbacks.status", codec)

@@ -14,10 +14,20 @@ pytestmark = pytest.mark.integration
 
 
 def run(args: list[str], bootstrap: str, prefix: str, partitions: int = 3) -> str:
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PIPELINE_TOPIC_PREFIX": prefix,
-           "PIPELINE_PARTITIONS": str(partitions)}
-    done = subprocess.run([sys.executable, "-m", "pipeline", *args], env=env,
-                          capture_output=True, text=True, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PIPELINE_TOPIC_PREFIX": prefix,
+        "PIPELINE_PARTITIONS": str(partitions),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -33,8 +43,9 @@ def test_topics_create_twice_is_idempotent(kafka_bootstrap: str, unique_prefix: 
     by_name = {t.name: t for t in after}
     assert by_name[f"{unique_prefix}sms.lifecycle"].config["cleanup.policy"] == "compact"
     assert by_name[f"{unique_prefix}sms.optouts"].config["cleanup.policy"] == "compact"
-    assert {by_name[f"{unique_prefix}{t.name}"].partitions for t in TOPICS if t.co_partitioned} \
-        == {3}
+    assert {by_name[f"{unique_prefix}{t.name}"].partitions for t in TOPICS if t.co_partitioned} == {
+        3
+    }
 
 
 def test_topics_list_prints_the_broker_state(kafka_bootstrap: str, unique_prefix: str) -> None:

@@ -12,8 +12,22 @@ import yaml
 from pipeline.cli import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
-IO_MODULES = {"faust", "mode", "aiokafka", "kafka", "httpx", "starlette", "granian", "uvicorn",
-              "duckdb", "psycopg", "pyarrow", "socket", "requests", "aiohttp"}
+IO_MODULES = {
+    "faust",
+    "mode",
+    "aiokafka",
+    "kafka",
+    "httpx",
+    "starlette",
+    "granian",
+    "uvicorn",
+    "duckdb",
+    "psycopg",
+    "pyarrow",
+    "socket",
+    "requests",
+    "aiohttp",
+}
 
 
 def imported_roots(path: Path) -> set[str]:

@@ -1,4 +1,4 @@
-"""Settings: every contract variable, secrets masked, bad values → ConfigError naming the variable."""
+"""Settings: every contract variable, secrets masked, bad values name their variable."""
 
 from __future__ import annotations
 
@@ -11,10 +11,21 @@ from pipeline.errors import ConfigError
 from pipeline.settings import DEFAULT_ARDARY_BASE_URL, load_settings
 
 CONTRACT_VARIABLES = [
-    "KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "PIPELINE_TOPIC_PREFIX",
-    "PIPELINE_CALLBACK_TOKEN", "ARDARY_BASE_URL", "ARDARY_LOGIN", "ARDARY_ACCESS_KEY",
-    "ARDARY_ACCESS_KEYS", "ARDARY_MODE", "ARDARY_TIMEZONE", "OUTBOUND_RATE_PER_SECOND",
-    "OUTBOUND_MAX_BATCH", "WAREHOUSE_URL", "WAREHOUSE_PII", "WAREHOUSE_PII_KEY",
+    "KAFKA_BOOTSTRAP_SERVERS",
+    "SCHEMA_REGISTRY_URL",
+    "PIPELINE_TOPIC_PREFIX",
+    "PIPELINE_CALLBACK_TOKEN",
+    "ARDARY_BASE_URL",
+    "ARDARY_LOGIN",
+    "ARDARY_ACCESS_KEY",
+    "ARDARY_ACCESS_KEYS",
+    "ARDARY_MODE",
+    "ARDARY_TIMEZONE",
+    "OUTBOUND_RATE_PER_SECOND",
+    "OUTBOUND_MAX_BATCH",
+    "WAREHOUSE_URL",
+    "WAREHOUSE_PII",
+    "WAREHOUSE_PII_KEY",
 ]
 
 
@@ -42,13 +53,21 @@ def test_defaults_are_the_contracts() -> None:
 
 def test_every_contract_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     values = {
-        "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "SCHEMA_REGISTRY_URL": "http://reg:8081",
-        "PIPELINE_TOPIC_PREFIX": "x.", "PIPELINE_CALLBACK_TOKEN": "tok-123",
-        "ARDARY_BASE_URL": "http://sim/api", "ARDARY_LOGIN": "me@x.fr",
-        "ARDARY_ACCESS_KEY": "k1", "ARDARY_ACCESS_KEYS": '{"other@x.fr": "k2"}',
-        "ARDARY_MODE": "prod", "ARDARY_TIMEZONE": "America/Montreal",
-        "OUTBOUND_RATE_PER_SECOND": "2.5", "OUTBOUND_MAX_BATCH": "7",
-        "WAREHOUSE_URL": "parquet:///tmp/w", "WAREHOUSE_PII": "hash", "WAREHOUSE_PII_KEY": "pk",
+        "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2",
+        "SCHEMA_REGISTRY_URL": "http://reg:8081",
+        "PIPELINE_TOPIC_PREFIX": "x.",
+        "PIPELINE_CALLBACK_TOKEN": "tok-123",
+        "ARDARY_BASE_URL": "http://sim/api",
+        "ARDARY_LOGIN": "me@x.fr",
+        "ARDARY_ACCESS_KEY": "k1",
+        "ARDARY_ACCESS_KEYS": '{"other@x.fr": "k2"}',
+        "ARDARY_MODE": "prod",
+        "ARDARY_TIMEZONE": "America/Montreal",
+        "OUTBOUND_RATE_PER_SECOND": "2.5",
+        "OUTBOUND_MAX_BATCH": "7",
+        "WAREHOUSE_URL": "parquet:///tmp/w",
+        "WAREHOUSE_PII": "hash",
+        "WAREHOUSE_PII_KEY": "pk",
     }
     for k, v in values.items():
         monkeypatch.setenv(k, v)
@@ -116,11 +135,19 @@ def test_dotenv_file_is_read(tmp_path: pytest.TempPathFactory) -> None:
 
 
 def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path: pytest.TempPathFactory) -> None:
-    env = {"PATH": "/usr/bin:/bin", "OUTBOUND_MAX_BATCH": "many",
-           "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "OUTBOUND_MAX_BATCH": "many",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "pipeline", "topics", "list"],
-        env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        check=False,
     )
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()

@@ -12,10 +12,19 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_contract_topic_names() -> None:
     assert [t.name for t in TOPICS] == [
-        "sms.send-requests", "sms.send-results", "contacts.sync-requests",
-        "contacts.sync-results", "callbacks.status", "callbacks.clicks",
-        "callbacks.incoming-sms", "callbacks.calls", "callbacks.qualifications",
-        "callbacks.dead-letter", "sms.lifecycle", "metrics.sms", "sms.optouts",
+        "sms.send-requests",
+        "sms.send-results",
+        "contacts.sync-requests",
+        "contacts.sync-results",
+        "callbacks.status",
+        "callbacks.clicks",
+        "callbacks.incoming-sms",
+        "callbacks.calls",
+        "callbacks.qualifications",
+        "callbacks.dead-letter",
+        "sms.lifecycle",
+        "metrics.sms",
+        "sms.optouts",
     ]
     assert spec_for("sms.lifecycle").full_name("ardary.") == "ardary.sms.lifecycle"
 
@@ -28,8 +37,13 @@ def test_every_record_type_has_exactly_one_topic() -> None:
 
 def test_id_keyed_topics_are_the_co_partitioned_ones() -> None:
     co = {t.name for t in TOPICS if t.co_partitioned}
-    assert co == {"sms.send-requests", "sms.send-results", "callbacks.status",
-                  "callbacks.clicks", "sms.lifecycle"}
+    assert co == {
+        "sms.send-requests",
+        "sms.send-results",
+        "callbacks.status",
+        "callbacks.clicks",
+        "sms.lifecycle",
+    }
     assert all(t.key == "id_sms_api" for t in TOPICS if t.co_partitioned)
 
 
