@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 
 import click
 
+from pipeline.logs import configure_logging
 from pipeline.settings import load_settings
 from pipeline.sinks.runner import DEFAULT_GROUP, run_sink
 
@@ -32,9 +32,7 @@ def sink(url: str | None, group: str, from_beginning: bool, max_idle: float | No
     """Consume the pipeline's topics into the warehouse, exactly once."""
     overrides = {"warehouse_url": url} if url else {}
     settings = load_settings(**overrides)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-        logging.getLogger("kafka").setLevel(logging.WARNING)  # its INFO is per-connection noise
+    configure_logging()
     stop = threading.Event()
 
     def _stop(signum: int, _frame: object) -> None:
