@@ -33,6 +33,7 @@ import click
 
 from pipeline import records
 from pipeline.agents.cli import READY_LINE
+from pipeline.bench.broker import bench_broker
 from pipeline.serde import make_codec
 from pipeline.settings import load_settings
 from pipeline.topics import ensure_topics, record_key, topic_for_record
@@ -263,10 +264,19 @@ def bench_correlate_command(
     n_events: int, partitions: int, live: int, rate: float, seconds: float, store: str
 ) -> None:
     """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
-    settings = load_settings()
-    bootstrap = settings.kafka_bootstrap_servers
-    if not bootstrap:
-        raise click.UsageError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    with bench_broker() as bootstrap:
+        _bench(bootstrap, n_events, partitions, live, rate, seconds, store)
+
+
+def _bench(
+    bootstrap: str,
+    n_events: int,
+    partitions: int,
+    live: int,
+    rate: float,
+    seconds: float,
+    store: str,
+) -> None:
     prefix = f"bench{uuid4().hex[:6]}."
     ensure_topics(bootstrap, prefix, partitions)
     codec = make_codec(None)

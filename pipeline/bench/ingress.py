@@ -40,6 +40,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from pipeline.bench.broker import bench_broker
+
 __all__ = [
     "bench_ingress_command",
     "generate_paths",
@@ -492,18 +494,6 @@ def _fixed_rate(port: int, paths: list[str], rate: int, seconds: float) -> dict[
 # ---- the command -----------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _broker() -> Iterator[str]:
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if configured:
-        yield configured
-        return
-    from pipeline.localkafka import LocalKafka
-
-    with LocalKafka() as kafka:
-        yield kafka.bootstrap
-
-
 @click.command("ingress")
 @click.option("--seconds", type=click.FloatRange(2, 600), default=10, show_default=True)
 @click.option("--connections", type=click.IntRange(1, 10_000), default=64, show_default=True)
@@ -542,7 +532,7 @@ def bench_ingress_command(
         f"URL bytes p50 {sizes[len(sizes) // 2]} max {sizes[-1]}; "
         f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (others share this machine)"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp, _broker() as bootstrap:
+    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp, bench_broker() as bootstrap:
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         ensure_topics(bootstrap, prefix, 6)
         path_file = Path(tmp) / "paths.txt"

@@ -30,6 +30,7 @@ from uuid import uuid4
 import click
 import httpx
 
+from pipeline.bench.broker import bench_broker
 from pipeline.records import SendRequest
 from pipeline.serde import make_codec
 from pipeline.topics import ensure_topics, record_key
@@ -251,14 +252,9 @@ def _run(
 )
 def bench_outbound_command(seconds: float, rate: float, messages: int) -> None:
     """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput."""
-    from pipeline.settings import load_settings
 
-    bootstrap = load_settings().kafka_bootstrap_servers
     with contextlib.ExitStack() as stack:
-        if not bootstrap:
-            from pipeline.localkafka import LocalKafka
-
-            bootstrap = stack.enter_context(LocalKafka()).bootstrap
+        bootstrap = stack.enter_context(bench_broker())
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-out-")))
         sim = _Sim(workdir)
         stack.callback(sim.stop)

@@ -10,7 +10,6 @@ flush, so group joins and start-up are left out of every figure alike.
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import click
 
 from pipeline import records
+from pipeline.bench.broker import bench_broker
 from pipeline.serde import AvroCodec, SchemaStore
 from pipeline.settings import load_settings
 from pipeline.sinks.runner import POLL_RECORDS, consumer_config, run_sink
@@ -153,21 +153,6 @@ def run_sink_bench(
 
 
 @contextlib.contextmanager
-def _broker() -> Iterator[str]:
-    configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
-    if configured:
-        yield configured
-        return
-    from pipeline.localkafka import LocalKafka
-
-    kafka = LocalKafka()
-    try:
-        yield kafka.start()
-    finally:
-        kafka.stop()
-
-
-@contextlib.contextmanager
 def _postgres(dsn: str | None) -> Iterator[str | None]:
     if dsn:
         yield dsn
@@ -187,5 +172,5 @@ def _postgres(dsn: str | None) -> Iterator[str | None]:
 @click.option("--pg-dsn", default=None, help="PostgreSQL DSN (default: a temporary server).")
 def bench_sink_command(n: int, pg_dsn: str | None) -> None:
     """Lifecycle rows/s into DuckDB and PostgreSQL, against the bare consume loop."""
-    with _broker() as bootstrap, _postgres(pg_dsn) as dsn:
+    with bench_broker() as bootstrap, _postgres(pg_dsn) as dsn:
         run_sink_bench(bootstrap, n=n, pg_dsn=dsn, echo=click.echo)
