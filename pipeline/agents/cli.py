@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -65,11 +66,29 @@ def worker(
     _worker_class()(app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
+_LEVELS = {
+    "crit": logging.CRITICAL,
+    "error": logging.ERROR,
+    "warn": logging.WARNING,
+    "info": logging.INFO,
+    "debug": logging.DEBUG,
+}
+
+
 def _worker_class() -> type:
-    """faust.Worker that announces readiness as one JSON line on stderr (tests wait on it)."""
+    """faust.Worker that sets logger levels properly and announces readiness on stderr."""
     import faust
 
     class PipelineWorker(faust.Worker):  # type: ignore[misc]
+        def _setup_logging(self) -> None:
+            # faust filters at the handler but leaves every logger at DEBUG, so aiokafka and
+            # faust build ~8 debug records per message sent (measured) only to drop them.
+            super()._setup_logging()
+            level = _LEVELS.get(str(self.loglevel).lower(), logging.WARNING)
+            logging.getLogger().setLevel(level)
+            for name in ("aiokafka", "kafka", "faust", "mode"):
+                logging.getLogger(name).setLevel(max(level, logging.INFO))
+
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
             print(READY_LINE, file=sys.stderr, flush=True)
