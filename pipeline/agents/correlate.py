@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -259,11 +258,9 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         # The batch's events are acked (and their offsets become committable) when this returns:
         # only once the broker holds every changelog and lifecycle record they caused.
         await asyncio.gather(*deliveries)
-        telemetry.events_processed.labels(AGENT).inc(len(events))
+        telemetry.batch_done(AGENT, len(events), emitted)
         if skipped:
             telemetry.events_skipped.labels(AGENT, "no_id_sms_api").inc(skipped)
-        telemetry.records_emitted.labels(AGENT).inc(emitted)
-        telemetry.last_batch.labels(AGENT).set(time.time())
 
     app.agent(source, name=f"pipeline.{AGENT}")(guarded(AGENT, body, telemetry))
     _register_ttl(app, table, settings.lifecycle_ttl_seconds, watermark, telemetry)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -96,6 +97,12 @@ class Telemetry:
             registry=r,
         )
         self.watched: dict[str, frozenset[str]] = {}
+
+    def batch_done(self, agent: str, processed: int, emitted: int) -> None:
+        """Count one processed batch of `agent` (events in, records out, when)."""
+        self.events_processed.labels(agent).inc(processed)
+        self.records_emitted.labels(agent).inc(emitted)
+        self.last_batch.labels(agent).set(time.time())
 
     def watch(self, agent: str, topics: Iterable[str]) -> None:
         """Export the consumer lag of `topics` (full names) under `agent`."""

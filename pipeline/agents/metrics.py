@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -345,11 +344,9 @@ def _register_facts(
                     )
                     sent += 1
             await asyncio.gather(*deliveries)  # outputs acknowledged before offsets commit
-            telemetry.events_processed.labels(FACTS_AGENT).inc(len(events))
+            telemetry.batch_done(FACTS_AGENT, len(events), sent)
             if skipped:
                 telemetry.events_skipped.labels(FACTS_AGENT, "not_a_fact_source").inc(skipped)
-            telemetry.records_emitted.labels(FACTS_AGENT).inc(sent)
-            telemetry.last_batch.labels(FACTS_AGENT).set(time.time())
 
     app.agent(source, name=f"pipeline.{FACTS_AGENT}")(guarded(FACTS_AGENT, body, telemetry))
 
@@ -488,10 +485,8 @@ def _register_windows(
                     mvalue = {"p": p, "t": _us(watermarks.by_partition[p])}
                     deliveries.append(await table_put(app, table, ev, f"m|{p}".encode(), mvalue))
             await asyncio.gather(*deliveries)  # outputs acknowledged before offsets commit
-            telemetry.events_processed.labels(WINDOWS_AGENT).inc(len(events))
+            telemetry.batch_done(WINDOWS_AGENT, len(events), emitted)
             telemetry.metrics_too_late.inc(too_late)
-            telemetry.records_emitted.labels(WINDOWS_AGENT).inc(emitted)
-            telemetry.last_batch.labels(WINDOWS_AGENT).set(time.time())
 
     app.agent(internal, name=f"pipeline.{WINDOWS_AGENT}")(guarded(WINDOWS_AGENT, body, telemetry))
 

@@ -8,7 +8,6 @@ phone is the consent (a replay re-emits the same records, which is harmless). `#
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from pipeline.agents.liveness import guarded, telemetry_for
@@ -85,8 +84,6 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
                 )
                 emitted += 1
             await asyncio.gather(*deliveries)  # acknowledged before the offsets may commit
-            telemetry.events_processed.labels(AGENT).inc(len(events))
-            telemetry.records_emitted.labels(AGENT).inc(emitted)
-            telemetry.last_batch.labels(AGENT).set(time.time())
+            telemetry.batch_done(AGENT, len(events), emitted)
 
     app.agent(source, name=f"pipeline.{AGENT}")(guarded(AGENT, body, telemetry))
