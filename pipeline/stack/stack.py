@@ -34,6 +34,7 @@ class StackOptions:
     partitions: int = 3
     rate_per_second: float = 200.0
     delivery_delay_ms: float = 400.0
+    simulator_args: tuple[str, ...] = ()  # extra `simulator` flags (tests: duplicates, shuffle)
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
                 "0.35",
                 "--stop-probability",
                 "0.03",
+                *options.simulator_args,
             ],
             ready=http_ok(f"http://127.0.0.1:{sim_port}/_sim/stats"),
         )
