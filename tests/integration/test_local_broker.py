@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +21,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from pipeline.localkafka import KAFKA_VERSION, LocalKafka
+from pipeline.records import SendRequest
+from pipeline.serde import AvroCodec, SchemaStore
 
 pytestmark = pytest.mark.integration
 
@@ -77,12 +80,26 @@ def _consume_until(
         consumer.close()
 
 
-def test_produce_and_consume_through_session_broker(
+CODEC = AvroCodec(SchemaStore.load())
+RECORD = SendRequest(
+    id_sms_api="rt-1",
+    login="u@x.fr",
+    phone_number="+33612345678",
+    message="Bonjour 😀 [Link]",
+    requested_at=datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
+    url="https://e.x/",
+    priority=2,
+    metadata={"campaign": "roundtrip"},
+)
+
+
+def test_avro_record_produced_and_consumed_through_session_broker(
     kafka_bootstrap: str, make_topic: Callable[..., str], group_id: str
 ) -> None:
     topic = make_topic("roundtrip", partitions=3)
-    _produce(kafka_bootstrap, topic, b"hello ardary")
-    assert _consume_until(kafka_bootstrap, topic, group_id, b"hello ardary") == b"hello ardary"
+    encoded = CODEC.encode(RECORD)
+    _produce(kafka_bootstrap, topic, encoded)
+    assert CODEC.decode(_consume_until(kafka_bootstrap, topic, group_id, encoded)) == RECORD
 
 
 def test_restart_on_same_data_dir_keeps_records_and_ports(
@@ -98,7 +115,8 @@ def test_restart_on_same_data_dir_keeps_records_and_ports(
         )
     finally:
         admin.close()
-    _produce(bootstrap, topic, b"written before the restart")
+    encoded = CODEC.encode(RECORD)
+    _produce(bootstrap, topic, encoded)
     pid = first.pid
     assert pid is not None
     first.stop()
@@ -107,8 +125,8 @@ def test_restart_on_same_data_dir_keeps_records_and_ports(
 
     second = local_kafka_factory(data_dir=first.data_dir)
     assert second.start() == bootstrap  # same data dir -> same ports (ports.json)
-    value = _consume_until(bootstrap, topic, group_id, b"written before the restart")
-    assert value == b"written before the restart"
+    value = _consume_until(bootstrap, topic, group_id, encoded)
+    assert CODEC.decode(value) == RECORD  # the Avro record survived the restart
 
 
 def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
