@@ -47,6 +47,7 @@ from pipeline.simulator.plan import AcceptedMessage, message_rng
 from pipeline.simulator.ratelimit import SlidingWindow
 from pipeline.simulator.rules import (
     BadRequest,
+    Header,
     account_codes,
     first,
     forbidden_pattern,
@@ -140,7 +141,13 @@ def _decode(raw: bytes) -> Any:
         raise BadRequest("body is not JSON") from exc
 
 
-async def _send(request: Request, routing: str) -> Response:
+async def _read_call(
+    request: Request, items_field: str
+) -> Response | tuple[SimulatorState, Header, list[dict[str, Any]]]:
+    """What every API call does first: read, inject failures, decode the header and items.
+
+    Returns the (state, header, items) of a good call, or the Response that ends a bad one.
+    """
     state: SimulatorState = request.app.state.sim
     raw = await request.body()  # before any hold: a client that gives up cannot be read later
     injected = await _inject(state)
@@ -149,11 +156,19 @@ async def _send(request: Request, routing: str) -> Response:
     try:
         body = _decode(raw)
         header = read_header(body)
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
-            raise BadRequest("messages must be a list of objects")
+        items = body.get(items_field)
+        if not isinstance(items, list) or not all(isinstance(m, dict) for m in items):
+            raise BadRequest(f"{items_field} must be a list of objects")
     except BadRequest as exc:
         return _json({"error": str(exc)}, 400)
+    return state, header, items
+
+
+async def _send(request: Request, routing: str) -> Response:
+    call = await _read_call(request, "messages")
+    if isinstance(call, Response):
+        return call
+    state, header, messages = call
     if state.window is not None:
         wait = state.window.admit(len(messages), time.monotonic())
         if wait > 0:
@@ -254,19 +269,10 @@ def _contact_codes(contact: dict[str, Any]) -> list[str]:
 
 
 async def contact(request: Request) -> Response:
-    state: SimulatorState = request.app.state.sim
-    raw = await request.body()  # before any hold: a client that gives up cannot be read later
-    injected = await _inject(state)
-    if injected is not None:
-        return injected
-    try:
-        body = _decode(raw)
-        header = read_header(body)
-        contacts = body.get("contacts")
-        if not isinstance(contacts, list) or not all(isinstance(c, dict) for c in contacts):
-            raise BadRequest("contacts must be a list of objects")
-    except BadRequest as exc:
-        return _json({"error": str(exc)}, 400)
+    call = await _read_call(request, "contacts")
+    if isinstance(call, Response):
+        return call
+    state, header, contacts = call
     if account_codes(header, state.config.accounts):
         return _json({"error": "authentication failed"}, 401)
     results: list[dict[str, Any]] = []
