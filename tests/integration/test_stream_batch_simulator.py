@@ -7,6 +7,7 @@ equals `batch_lifecycles` over the events actually on the input topics, and the 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import Iterator
@@ -117,7 +118,7 @@ async def test_simulated_traffic_stream_equals_batch(stack: Stack) -> None:
         while not await _sim_quiet(stack, client):
             stack.processes.check_alive()
             assert time.monotonic() < deadline, "simulator callbacks still pending"
-            time.sleep(0.5)
+            await asyncio.sleep(0.5)
         stats = (await client.get(f"{stack.simulator_url}/_sim/stats")).json()
     assert stats["callbacks"].get("planned", 0) > 2 * N_MESSAGES  # sent + received at least
 
