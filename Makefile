@@ -48,13 +48,13 @@ test: setup lint typecheck ## THE test command: set-up, lint, types, then the wh
 unit: $(STAMP) ## only the tests that need no broker
 	$(BIN)/python -m pytest -q -m "not integration" tests/unit tests/agents
 
-demo: setup ## the whole pipeline on this machine: broker, simulator, ingress, workers, sink
+demo: $(STAMP) jars ## the whole pipeline on this machine: broker, simulator, ingress, workers, sink
 	$(BIN)/ardary-pipeline demo
 
-dev: setup ## the same stack, kept running until Ctrl-C
+dev: $(STAMP) jars ## the same stack, kept running until Ctrl-C
 	$(BIN)/ardary-pipeline dev
 
-broker: setup ## a local Kafka broker until Ctrl-C
+broker: $(STAMP) jars ## a local Kafka broker until Ctrl-C
 	$(BIN)/ardary-pipeline broker
 
 clean: ## remove the venv and local data (not the Kafka jar cache)
