@@ -83,9 +83,6 @@ def create_app(
         web_bind=web_host,
         web_host=web_host,
         stream_wait_empty=False,
-        # a killed worker's partitions move after 10 s, not faust's default 60 s
-        broker_session_timeout=10.0,
-        broker_heartbeat_interval=3.0,
         table_cleanup_interval=30.0,
         key_serializer="raw",
         value_serializer="raw",
