@@ -29,7 +29,7 @@ import asyncio
 import logging
 import os
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +62,7 @@ __all__ = [
     "encode_value",
     "fold_events",
     "register",
+    "sweep",
     "table_put",
     "ttl_scan_interval",
 ]
@@ -195,6 +196,25 @@ async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) ->
     return await app.producer.send(topic, key, orjson.dumps(value), partition, None, None)
 
 
+async def sweep(table: Any, victim: Callable[[bytes, Any], bool]) -> list[bytes]:
+    """Delete every key of `table` that `victim(key, value)` picks: tombstone and local store.
+
+    Timers call this (no current event, so the changelog record is sent directly; values carry
+    their partition as "p"). It yields to the loop every 5,000 keys so a big table does not stall
+    the agents, and deletes only after the scan: a store being iterated is never mutated.
+    """
+    victims: list[tuple[bytes, int]] = []
+    for n, (key, value) in enumerate(table.data.items()):
+        if n % 5000 == 4999:
+            await asyncio.sleep(0)
+        if victim(key, value):
+            victims.append((key, int(value["p"])))
+    for key, partition in victims:
+        table.send_changelog(partition, key, None, value_serializer="raw")
+        table.data.pop(key, None)
+    return [key for key, _ in victims]
+
+
 class _Watermark:
     """The largest event time processed by this worker, capped at the wall clock when read."""
 
@@ -275,20 +295,17 @@ def _register_ttl(
             return
         now = watermark.now()
         live = 0
-        victims: list[tuple[bytes, int]] = []
-        for n, (key, value) in enumerate(table.data.items()):
-            if n % 5000 == 4999:
-                await asyncio.sleep(0)  # a big table must not stall the agent
+
+        def victim(key: bytes, value: Any) -> bool:
+            nonlocal live
             state = decode_value(value)
             if state is None:
-                continue
+                return False
             if now is not None and expired(state, now, ttl_seconds):
-                victims.append((key, int(value["p"])))
-            else:
-                live += 1
-        for key, partition in victims:  # after the scan: never mutate a store being iterated
-            # No current event in a timer: send the tombstone and delete from the store directly.
-            table.send_changelog(partition, key, None, value_serializer="raw")
-            table.data.pop(key, None)
+                return True
+            live += 1
+            return False
+
+        victims = await sweep(table, victim)
         telemetry.lifecycles_expired.inc(len(victims))
         telemetry.lifecycle_table_size.set(live)

@@ -42,7 +42,7 @@ from typing import Any
 
 import orjson
 
-from pipeline.agents.correlate import ROCKSDB_OPTIONS, bind_event, table_put
+from pipeline.agents.correlate import ROCKSDB_OPTIONS, bind_event, sweep, table_put
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
 from pipeline.core.metrics import (
     WINDOWS,
@@ -354,20 +354,15 @@ def _register_facts(
     async def expire_owners() -> None:
         if app.rebalancing:
             return
-        victims: list[tuple[bytes, int]] = []
-        for n, (key, value) in enumerate(owners.data.items()):
-            if n % 5000 == 4999:
-                await asyncio.sleep(0)
-            p = int(value["p"])
-            wm = watermarks.get(p)
+
+        def victim(key: bytes, value: Any) -> bool:
+            wm = watermarks.get(int(value["p"]))
             facts = [MetricFact.from_dict(d) for d in value["f"]]
-            if wm is not None and all(
+            return wm is not None and all(
                 _closed(k, sizes, wm, grace) for f in facts for k in window_keys(f, sizes)
-            ):
-                victims.append((key, p))
-        for key, p in victims:
-            owners.send_changelog(p, key, None, value_serializer="raw")
-            owners.data.pop(key, None)
+            )
+
+        await sweep(owners, victim)
 
 
 def _owner_key(record: Any) -> str | None:
@@ -494,20 +489,13 @@ def _register_windows(
     async def expire_windows() -> None:
         if app.rebalancing:
             return
-        victims: list[tuple[bytes, int]] = []
-        for n, (key, value) in enumerate(table.data.items()):
-            if n % 5000 == 4999:
-                await asyncio.sleep(0)
+
+        def victim(key: bytes, value: Any) -> bool:
             kind, _, rest = bytes(key).decode().partition("|")
             if kind == "m":
-                continue
+                return False  # a partition's watermark, not a window
             enc = rest if kind == "w" else value["w"]
-            p = int(value["p"])
-            if _closed(WindowKey.decode(enc), sizes, watermarks.get(p), grace):
-                victims.append((key, p))
-        gone = 0
-        for key, p in victims:
-            table.send_changelog(p, key, None, value_serializer="raw")
-            table.data.pop(key, None)
-            gone += key.startswith(b"w|")
+            return _closed(WindowKey.decode(enc), sizes, watermarks.get(int(value["p"])), grace)
+
+        gone = sum(key.startswith(b"w|") for key in await sweep(table, victim))
         telemetry.metrics_windows_expired.inc(gone)
