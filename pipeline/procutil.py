@@ -1,14 +1,16 @@
-"""Process helpers shared by the local broker and the local stack: free ports, tied children."""
+"""Process helpers: free ports, tied children, a garbage collector tuned for batch work."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import gc
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
-__all__ = ["die_with_parent", "free_ports"]
+__all__ = ["batch_gc", "die_with_parent", "free_ports"]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _HOST = "127.0.0.1"
@@ -43,3 +45,20 @@ def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:
             os._exit(1)
 
     return preexec
+
+
+@contextlib.contextmanager
+def batch_gc(gen0: int = 50_000) -> Iterator[None]:
+    """Run garbage collection rarely while a loop holds large batches of decoded records.
+
+    Records hold no reference cycles, but every allocation counts towards CPython's collection
+    thresholds (700 by default), and each older-generation pass walks every record of the
+    batches in memory: a sink flushing 20,000-row batches spent a tenth of its time there.
+    Reference counting still frees everything at once; only cycle detection runs less often.
+    """
+    before = gc.get_threshold()
+    gc.set_threshold(gen0, 20, 20)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)

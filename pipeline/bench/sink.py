@@ -23,6 +23,7 @@ import click
 
 from pipeline import records
 from pipeline.bench.broker import bench_broker
+from pipeline.procutil import batch_gc
 from pipeline.serde import AvroCodec, SchemaStore
 from pipeline.settings import load_settings
 from pipeline.sinks.runner import POLL_RECORDS, consumer_config, run_sink
@@ -74,6 +75,20 @@ def _preload(bootstrap: str, topic: str, n: int) -> None:
     producer.close()
 
 
+def _drain(consumer: Any, codec: AvroCodec, n: int, deadline: float) -> tuple[int, float | None]:
+    """Poll and decode until n records or the deadline: (records seen, time of first poll)."""
+    seen, first = 0, None
+    while seen < n and time.monotonic() < deadline:
+        polled = consumer.poll(timeout_ms=200, max_records=POLL_RECORDS)
+        if polled and first is None:
+            first = time.monotonic()
+        for messages in polled.values():
+            for message in messages:
+                codec.decode(message.value)
+                seen += 1
+    return seen, first
+
+
 def _consume_baseline(bootstrap: str, topic: str, n: int, timeout: float = 300) -> float:
     """Seconds the bare consume-and-decode loop takes for n records (first poll to last)."""
     from kafka import KafkaConsumer, TopicPartition
@@ -84,16 +99,9 @@ def _consume_baseline(bootstrap: str, topic: str, n: int, timeout: float = 300) 
         parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(parts)
         consumer.seek_to_beginning(*parts)
-        seen, first = 0, None
         deadline = time.monotonic() + timeout
-        while seen < n and time.monotonic() < deadline:
-            polled = consumer.poll(timeout_ms=200, max_records=POLL_RECORDS)
-            if polled and first is None:
-                first = time.monotonic()
-            for messages in polled.values():
-                for message in messages:
-                    codec.decode(message.value)
-                    seen += 1
+        with batch_gc():  # the sink runs with the same collector settings
+            seen, first = _drain(consumer, codec, n, deadline)
         if seen < n or first is None:
             raise RuntimeError(f"baseline read {seen} of {n} records")
         return time.monotonic() - first

@@ -9,6 +9,7 @@ raises `SinkBackpressure`: the consumer flushes (or pauses) and retries the reco
 
 from __future__ import annotations
 
+import itertools
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -143,14 +144,22 @@ class BatchingSink(Sink):
     def group_by_table(
         self, batches: Mapping[TopicPartition, Batch]
     ) -> dict[TableSpec, list[records.Record]]:
-        """All flushed records per table, in offset order within each partition."""
-        out: dict[TableSpec, list[records.Record]] = {}
+        """All flushed records per table, in offset order within each partition.
+
+        A partition's records are nearly always of one class (one topic, one record type), so
+        this works on runs of one class rather than record by record.
+        """
+        by_name: dict[str, tuple[TableSpec, list[records.Record]]] = {}
         for batch in batches.values():
-            for record in batch.records:
-                spec = self.table_for(record)
-                if spec is not None:
-                    out.setdefault(spec, []).append(record)
-        return out
+            for cls, run in itertools.groupby(batch.records, type):
+                spec = self._by_record.get(cls.__name__)
+                if spec is None:
+                    continue
+                entry = by_name.get(spec.name)
+                if entry is None:
+                    entry = by_name[spec.name] = (spec, [])
+                entry[1].extend(run)
+        return dict(by_name.values())
 
     @abstractmethod
     def _write(self, batches: Mapping[TopicPartition, Batch]) -> int:

@@ -1,8 +1,14 @@
-"""Records to column batches: one list per column, de-duplicated by primary key, PII applied."""
+"""Records to column batches: one list per column, de-duplicated by primary key, PII applied.
+
+Runs once per flushed row on the sink's hot path, so the per-record work is done by C-level
+`attrgetter`/`zip`/`dict` calls rather than Python loops over every column of every record.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -20,15 +26,33 @@ def dedupe(spec: TableSpec, batch: Sequence[records.Record]) -> list[records.Rec
     A single `INSERT ... ON CONFLICT` statement may not touch the same key twice, and this is
     what the warehouse would end up with anyway had the records been written one by one.
     """
-    keys = spec.primary_key
-    chosen: dict[tuple[Any, ...], records.Record] = {}
+    key = attrgetter(*spec.primary_key)
+    keys = list(map(key, batch))
     if spec.mode == "upsert":
-        for record in batch:
-            chosen[tuple(getattr(record, k) for k in keys)] = record
-    else:
-        for record in batch:
-            chosen.setdefault(tuple(getattr(record, k) for k in keys), record)
-    return list(chosen.values())
+        return list(dict(zip(keys, batch, strict=True)).values())
+    first = dict(zip(reversed(keys), reversed(batch), strict=True))
+    return list(map(first.__getitem__, dict.fromkeys(keys)))
+
+
+_PRESENT: dict[tuple[TableSpec, type[Any]], tuple[str, ...]] = {}
+
+
+def _present(spec: TableSpec, cls: type[Any]) -> tuple[str, ...]:
+    """The columns of `spec` that records of `cls` have (cached: asked once per flush)."""
+    present = _PRESENT.get((spec, cls))
+    if present is None:
+        if dataclasses.is_dataclass(cls):
+            names = {f.name for f in dataclasses.fields(cls)}
+        else:
+            names = set(dir(cls))
+        present = _PRESENT[(spec, cls)] = tuple(c.name for c in spec.columns if c.name in names)
+    return present
+
+
+def _transpose(spec: TableSpec, batch: Sequence[records.Record]) -> dict[str, list[Any]]:
+    """The batch's values per column the records have (all records of one class)."""
+    cls: type[Any] = type(batch[0])
+    return {name: list(map(attrgetter(name), batch)) for name in _present(spec, cls)}
 
 
 def to_columns(
@@ -38,17 +62,28 @@ def to_columns(
 
     A column the record class lacks (a field added to the schema before the code) is NULL.
     """
+    if not batch:
+        return {c.name: [] for c in spec.columns}
+    if len(set(map(type, batch))) == 1:
+        transposed = _transpose(spec, batch)
+    else:  # records of two versions of a class (a schema change mid-batch): one at a time
+        transposed = {
+            c.name: [getattr(r, c.name, None) for r in batch]
+            for c in spec.columns
+            if any(hasattr(r, c.name) for r in batch)
+        }
     columns: dict[str, list[Any]] = {}
     for column in spec.columns:
-        name = column.name
-        values = [getattr(r, name, None) for r in batch]
-        if column.kind == "array":
+        values = transposed.get(column.name)
+        if values is None:
+            values = [None] * len(batch)
+        elif column.kind == "array":
             values = [None if v is None else list(v) for v in values]
         elif column.kind == "map":
             values = [
                 None if v is None else orjson.dumps(dict(v), option=orjson.OPT_SORT_KEYS).decode()
                 for v in values
             ]
-        columns[name] = values
+        columns[column.name] = values
     pii.apply(columns)
     return columns

@@ -24,6 +24,7 @@ from kafka.structs import TopicPartition as KafkaTP
 
 from pipeline import records
 from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
+from pipeline.procutil import batch_gc
 from pipeline.serde import Codec, SchemaStore, make_codec
 from pipeline.settings import Settings
 from pipeline.sinks.base import BatchingSink, TopicPartition
@@ -257,32 +258,31 @@ def run_sink(
     started = last_flush = last_progress = last_data = time.monotonic()
     rows_at_progress = 0
     try:
-        consumer.subscribe(sink_topics(settings.pipeline_topic_prefix), listener=loop)
-        while not stop_event.is_set():
-            polled = consumer.poll(timeout_ms=200, max_records=poll_records)
-            now = time.monotonic()
-            if polled:
-                loop.handle(polled)
-                last_data = now
-            if sink.pending >= flush_every or (
-                sink.pending and (now - last_flush) * 1000 >= flush_interval_ms
-            ):
-                loop.flush()
-                last_flush = now
-            if now - last_progress >= progress_every_s:
-                rate = (loop.rows - rows_at_progress) / (now - last_progress)
-                log.info(
-                    "sink: %d records, %d rows written, %.0f rows/s", loop.records, loop.rows, rate
-                )
-                last_progress, rows_at_progress = now, loop.rows
-            if (
-                max_idle_s is not None
-                and loop.assigned_at is not None
-                and not sink.pending
-                and now - max(last_data, loop.assigned_at) >= max_idle_s
-            ):
-                break  # idle since the (last) assignment: a batch run is done
-        loop.flush(wait=True)
+        with batch_gc():
+            consumer.subscribe(sink_topics(settings.pipeline_topic_prefix), listener=loop)
+            while not stop_event.is_set():
+                polled = consumer.poll(timeout_ms=200, max_records=poll_records)
+                now = time.monotonic()
+                if polled:
+                    loop.handle(polled)
+                    last_data = now
+                if sink.pending >= flush_every or (
+                    sink.pending and (now - last_flush) * 1000 >= flush_interval_ms
+                ):
+                    loop.flush()
+                    last_flush = now
+                if now - last_progress >= progress_every_s:
+                    rate = (loop.rows - rows_at_progress) / (now - last_progress)
+                    log.info("sink: %d records, %d rows, %.0f/s", loop.records, loop.rows, rate)
+                    last_progress, rows_at_progress = now, loop.rows
+                if (
+                    max_idle_s is not None
+                    and loop.assigned_at is not None
+                    and not sink.pending
+                    and now - max(last_data, loop.assigned_at) >= max_idle_s
+                ):
+                    break  # idle since the (last) assignment: a batch run is done
+            loop.flush(wait=True)
     except KafkaError as exc:
         raise BrokerError(f"sink consumer failed: {type(exc).__name__}: {exc}") from exc
     finally:
