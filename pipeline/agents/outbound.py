@@ -335,9 +335,12 @@ class OutboundSender:
             settings.outbound_max_batch, self.options.linger
         )
         self.requests_topic: str = streams["sms.send-requests"].get_topic_name()
+        self.results_topic: str = streams["sms.send-results"].get_topic_name()
+        self.optouts_topic: str = streams["sms.optouts"].get_topic_name()
+        self.encode = streams.codec.codec.encode
         self.result_index = ResultIndex(
             settings.kafka_bootstrap_servers or "",
-            streams["sms.send-results"].get_topic_name(),
+            self.results_topic,
             streams.codec.codec.decode,
         )
         self._pending: dict[str, _Entry] = {}
@@ -664,25 +667,25 @@ class OutboundSender:
             raw = self.table.data.get(id_sms_api.encode())
         return raw if isinstance(raw, bytes) else None
 
+    async def _produce(self, topic: str, key: bytes, value: bytes, partition: int | None) -> Any:
+        """Hand a record to the Kafka producer; returns its delivery future.
+
+        Straight to the producer rather than through faust's `Topic.send`, whose per-record
+        bookkeeping cost more than the rest of a send's handling together (measured).
+        """
+        return await self.app.producer.send(topic, key, value, partition, None, None)
+
     async def _store_all(
         self, items: Sequence[tuple[Any, str, SendState]], *, wait: bool = True
     ) -> None:
         """Write states locally and to the changelog; with `wait`, until the broker has them."""
         futures = []
+        changelog = self.table.changelog_topic.get_topic_name()
         for event, id_sms_api, state in items:
             key, value = id_sms_api.encode(), encode_state(state)
             with _as_current(event):
                 self.table.data[key] = value
-            futures.append(
-                await self.table.changelog_topic.send(
-                    key=key,
-                    value=value,
-                    partition=event.message.partition,
-                    key_serializer="raw",
-                    value_serializer="raw",
-                    force=True,
-                )
-            )
+            futures.append(await self._produce(changelog, key, value, event.message.partition))
         if wait:
             await self._settle(futures)
 
@@ -714,11 +717,11 @@ class OutboundSender:
         futures = []
         for events, result, entry in items:
             futures.append(
-                await self.streams["sms.send-results"].send(
-                    key=result.id_sms_api.encode(),
-                    value=result,
-                    partition=events[0].message.partition,
-                    force=True,
+                await self._produce(
+                    self.results_topic,
+                    result.id_sms_api.encode(),
+                    self.encode(result),
+                    events[0].message.partition,
                 )
             )
             if result.outcome == "SUPPRESSED" and "#003" in result.error_codes and entry:
@@ -751,8 +754,8 @@ class OutboundSender:
             login=result.login,
         )
         self.optouts.apply(record)
-        return await self.streams["sms.optouts"].send(
-            key=result.phone_number.encode(), value=record, force=True
+        return await self._produce(
+            self.optouts_topic, result.phone_number.encode(), self.encode(record), None
         )
 
     async def _ack(self, events: list[Any]) -> None:
