@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     warehouse_pii_key: SecretStr | None = None
     metrics_grace_seconds: int = Field(default=600, ge=0)
     lifecycle_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    # A request id is sent at most once while its state is kept: never shorter than the 7 days
+    # sms.send-requests retains a request (a replay must still find its state).
+    outbound_state_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=7 * 24 * 3600)
 
     @field_validator("ardary_timezone")
     @classmethod

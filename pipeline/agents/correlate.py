@@ -196,19 +196,28 @@ async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) ->
     return await app.producer.send(topic, key, orjson.dumps(value), partition, None, None)
 
 
-async def sweep(table: Any, victim: Callable[[bytes, Any], bool]) -> list[bytes]:
+def _partition_in_value(key: bytes, value: Any) -> int:
+    return int(value["p"])
+
+
+async def sweep(
+    table: Any,
+    victim: Callable[[bytes, Any], bool],
+    partition_of: Callable[[bytes, Any], int] = _partition_in_value,
+) -> list[bytes]:
     """Delete every key of `table` that `victim(key, value)` picks: tombstone and local store.
 
-    Timers call this (no current event, so the changelog record is sent directly; values carry
-    their partition as "p"). It yields to the loop every 5,000 keys so a big table does not stall
-    the agents, and deletes only after the scan: a store being iterated is never mutated.
+    Timers call this (no current event, so the changelog record is sent directly to the
+    partition `partition_of(key, value)` names: by default the value's "p"). It yields to the
+    loop every 5,000 keys so a big table does not stall the agents, and deletes only after the
+    scan: a store being iterated is never mutated.
     """
     victims: list[tuple[bytes, int]] = []
     for n, (key, value) in enumerate(table.data.items()):
         if n % 5000 == 4999:
             await asyncio.sleep(0)
         if victim(key, value):
-            victims.append((key, int(value["p"])))
+            victims.append((key, partition_of(key, value)))
     for key, partition in victims:
         table.send_changelog(partition, key, None, value_serializer="raw")
         table.data.pop(key, None)

@@ -60,6 +60,7 @@ import httpx
 from prometheus_client import Counter, Gauge
 
 from pipeline.agents.app import Streams
+from pipeline.agents.correlate import sweep, ttl_scan_interval
 from pipeline.ardary.api import MessageOutcome
 from pipeline.ardary.codes import MISSING_IN_ANSWER, CodeCategory
 from pipeline.ardary.phones import normalize_phone
@@ -82,6 +83,7 @@ from pipeline.core.sending import (
     check_request,
     decode_state,
     encode_state,
+    expired_partition,
     make_result,
     redelivery_result,
 )
@@ -113,6 +115,9 @@ BATCHES = Counter("ardary_outbound_batches_total", "Ardary send requests made")
 RATE_SHARE = Gauge("ardary_outbound_rate_share", "This worker's share of the rate, msg/s")
 IN_FLIGHT = Gauge("ardary_outbound_in_flight", "Messages handed to Ardary, outcome pending")
 BUFFERED = Gauge("ardary_outbound_buffered", "Requests buffered, waiting for their batch")
+EXPIRED = Counter(
+    "ardary_outbound_states_expired_total", "Published send states deleted after the state TTL"
+)
 
 
 _current: OutboundSender | None = None
@@ -682,10 +687,11 @@ class OutboundSender:
         futures = []
         changelog = self.table.changelog_topic.get_topic_name()
         for event, id_sms_api, state in items:
-            key, value = id_sms_api.encode(), encode_state(state)
+            partition = event.message.partition
+            key, value = id_sms_api.encode(), encode_state(state, partition)
             with _as_current(event):
                 self.table.data[key] = value
-            futures.append(await self._produce(changelog, key, value, event.message.partition))
+            futures.append(await self._produce(changelog, key, value, partition))
         if wait:
             await self._settle(futures)
 
@@ -796,6 +802,22 @@ def register(
     @app.agent(streams["sms.send-requests"], name="outbound", concurrency=1)  # type: ignore[misc]
     async def outbound(stream: Any) -> None:
         await sender.run(stream)
+
+    @app.timer(ttl_scan_interval(settings.outbound_state_ttl_seconds), name="outbound.expiry")  # type: ignore[untyped-decorator]
+    async def expire_send_states() -> None:
+        if app.rebalancing:
+            return
+        cutoff = _now() - timedelta(seconds=settings.outbound_state_ttl_seconds)
+        partitions: dict[bytes, int] = {}
+
+        def victim(key: bytes, value: Any) -> bool:
+            partition = expired_partition(value, cutoff)
+            if partition is not None:
+                partitions[key] = partition
+            return partition is not None
+
+        gone = await sweep(table, victim, partition_of=lambda key, _value: partitions[key])
+        EXPIRED.inc(len(gone))
 
     async def _revoked(_app: Any, revoked: Any, **_: Any) -> None:
         await sender.on_revoked(revoked)

@@ -262,8 +262,12 @@ def _parse_time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
-def encode_state(state: SendState) -> bytes:
-    """A table value (compact JSON, stable field names)."""
+def encode_state(state: SendState, partition: int | None = None) -> bytes:
+    """A table value (compact JSON, stable field names).
+
+    `partition` (of the request, hence of the table key) is kept so the expiry timer can write
+    the tombstone to the right changelog partition without the request at hand.
+    """
     body: dict[str, Any]
     if isinstance(state, InFlight):
         body = {"s": "IN_FLIGHT", "since": _time(state.since), "attempts": state.attempts}
@@ -283,7 +287,30 @@ def encode_state(state: SendState) -> bytes:
                 "attempts": r.attempts,
             },
         }
+    if partition is not None:
+        body["p"] = partition
     return json.dumps(body, separators=(",", ":")).encode()
+
+
+def expired_partition(raw: Any, cutoff: datetime) -> int | None:
+    """The changelog partition of a state the expiry may delete, else None.
+
+    Only PUBLISHED states completed before `cutoff` go: an IN_FLIGHT or unpublished state is
+    still needed to resolve a redelivered request, and a state written before partitions were
+    stored (no "p") is kept, since its tombstone could land in the wrong partition.
+    """
+    if not isinstance(raw, bytes | bytearray):
+        return None
+    try:
+        body = json.loads(raw)
+        if body.get("s") != "PUBLISHED" or "p" not in body:
+            return None
+        completed = _parse_time(body["r"]["completed_at"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if completed is None or completed >= cutoff:
+        return None
+    return int(body["p"])
 
 
 def decode_state(raw: bytes) -> SendState:

@@ -33,3 +33,14 @@ async def test_sweep_with_no_victim_changes_nothing() -> None:
     table = FakeTable({b"a": {"p": 0}})
     assert await sweep(table, lambda key, value: False) == []
     assert table.data == {b"a": {"p": 0}} and table.tombstones == []
+
+
+async def test_sweep_sends_each_tombstone_to_the_partition_it_is_told() -> None:
+    table = FakeTable({b"a": b"raw-a", b"b": b"raw-b", b"c": b"raw-c"})
+    where = {b"a": 5, b"c": 0}
+    gone = await sweep(
+        table, lambda key, value: key in where, partition_of=lambda key, value: where[key]
+    )
+    assert gone == [b"a", b"c"]
+    assert table.data == {b"b": b"raw-b"}
+    assert table.tombstones == [(5, b"a", None), (0, b"c", None)]

@@ -109,6 +109,7 @@ def test_secrets_are_masked_in_dumps_and_reprs(monkeypatch: pytest.MonkeyPatch) 
         ("ARDARY_ACCESS_KEYS", "{not json"),
         ("WAREHOUSE_URL", "mysql://x"),
         ("WAREHOUSE_PII", "encrypt"),
+        ("OUTBOUND_STATE_TTL_SECONDS", "3600"),  # shorter than sms.send-requests' retention
     ],
 )
 def test_bad_values_name_the_variable(

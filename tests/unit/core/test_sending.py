@@ -21,6 +21,7 @@ from pipeline.core.sending import (
     check_request,
     decode_state,
     encode_state,
+    expired_partition,
     make_result,
     redelivery_result,
 )
@@ -194,6 +195,20 @@ def result(**fields: object):  # type: ignore[no-untyped-def]
 )
 def test_states_survive_the_table_round_trip(state: object) -> None:
     assert decode_state(encode_state(state)) == state  # type: ignore[arg-type]
+
+
+def test_only_published_states_older_than_the_cutoff_expire_with_their_partition() -> None:
+    published = encode_state(Done(result(), published=True), partition=4)
+    assert decode_state(published) == Done(result(), published=True)
+    after = NOW + timedelta(seconds=1)
+    assert expired_partition(published, after) == 4
+    assert expired_partition(published, NOW) is None  # completed exactly at the cutoff: kept
+    assert expired_partition(encode_state(Done(result()), partition=4), after) is None
+    assert expired_partition(encode_state(InFlight(NOW - timedelta(days=90)), 4), after) is None
+    legacy = encode_state(Done(result(), published=True))  # written before "p" was stored
+    assert expired_partition(legacy, after) is None
+    assert expired_partition(b"\xff", after) is None
+    assert expired_partition(None, after) is None
 
 
 @pytest.mark.parametrize("raw", [b"", b"{}", b'{"s":"WHAT"}', b'{"s":"IN_FLIGHT"}', b"\xff"])
