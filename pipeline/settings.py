@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     # A request id is sent at most once while its state is kept: never shorter than the 7 days
     # sms.send-requests retains a request (a replay must still find its state).
     outbound_state_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=7 * 24 * 3600)
+    outbound_http_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    outbound_max_attempts: int = Field(default=4, ge=1, le=20)
+    outbound_max_concurrent: int = Field(default=16, ge=1, le=256)
+    outbound_breaker_cooldown_seconds: float = Field(default=60.0, gt=0)
 
     @field_validator("ardary_timezone")
     @classmethod

@@ -144,6 +144,16 @@ class OutboundOptions:
     revoke_wait: float = 20.0
     produce_timeout: float = 30.0
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OutboundOptions:
+        """The knobs an operator sets through the environment; the rest keep their defaults."""
+        return cls(
+            http_timeout=settings.outbound_http_timeout_seconds,
+            max_attempts=settings.outbound_max_attempts,
+            max_concurrent=settings.outbound_max_concurrent,
+            breaker_cooldown=settings.outbound_breaker_cooldown_seconds,
+        )
+
 
 class OptOutBook:
     """Every phone's current consent, read from the whole `sms.optouts` topic (no group)."""
@@ -790,6 +800,7 @@ def register(
         key_type=bytes,
         value_type=bytes,  # the app's serializers are "raw": values are encode_state() bytes
     )
+    options = options or OutboundOptions.from_settings(settings)
     sender = OutboundSender(app, streams, settings, table, options=options)
     optouts_topic = streams["sms.optouts"].get_topic_name()
     bootstrap = settings.kafka_bootstrap_servers or ""

@@ -110,6 +110,8 @@ def test_secrets_are_masked_in_dumps_and_reprs(monkeypatch: pytest.MonkeyPatch) 
         ("WAREHOUSE_URL", "mysql://x"),
         ("WAREHOUSE_PII", "encrypt"),
         ("OUTBOUND_STATE_TTL_SECONDS", "3600"),  # shorter than sms.send-requests' retention
+        ("OUTBOUND_MAX_ATTEMPTS", "0"),
+        ("OUTBOUND_HTTP_TIMEOUT_SECONDS", "-1"),
     ],
 )
 def test_bad_values_name_the_variable(
