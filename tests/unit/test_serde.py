@@ -7,6 +7,7 @@ import json
 import struct
 from dataclasses import fields
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 import fastavro
 import pytest
@@ -22,6 +23,7 @@ from pipeline.serde import (
     RecordSchema,
     SchemaStore,
     default_schema_dir,
+    record_to_dict,
 )
 
 T0 = datetime(2026, 3, 29, 1, 30, 15, 123000, tzinfo=UTC)
@@ -190,6 +192,39 @@ def test_body_is_plain_avro_readable_by_fastavro(codec: AvroCodec, store: Schema
     decoded = fastavro.schemaless_reader(io.BytesIO(data[10:]), schema)
     assert decoded["id_sms_api"] == "id1"
     assert decoded["metadata"] == {"campaign": "spring"}
+
+
+@pytest.mark.parametrize("record", samples(), ids=lambda r: type(r).__name__)
+def test_body_is_byte_for_byte_what_fastavro_writes_from_the_avsc(
+    codec: AvroCodec, store: SchemaStore, record: records.Record
+) -> None:
+    """Timestamps are written as epoch milliseconds by us, exactly as fastavro would."""
+    import io
+
+    rs = store.current(type(record).__name__)
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, rs.parsed, record_to_dict(record))
+    assert codec.encode(record)[10:] == out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2025, 3, 1, 12, 0, 0, 999_999, tzinfo=UTC),
+        datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+        datetime(2025, 3, 1, 12, 0, 0, 123_456, tzinfo=ZoneInfo("Europe/Paris")),
+        datetime(2025, 3, 1, 12, 0, 0, 1_000),  # naive: fastavro's local-time rule
+    ],
+)
+def test_sub_millisecond_and_zoned_times_encode_as_fastavro_does(
+    codec: AvroCodec, store: SchemaStore, at: datetime
+) -> None:
+    import io
+
+    record = records.OptOut("+33612345678", True, "INCOMING_SMS", "ev", at)
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, store.current("OptOut").parsed, record_to_dict(record))
+    assert codec.encode(record)[10:] == out.getvalue()
 
 
 def test_old_record_read_with_a_schema_that_has_one_more_defaulted_field() -> None:
