@@ -9,7 +9,9 @@ equal the batch functions over the same events — exactly.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,7 +121,11 @@ async def test_stream_equals_batch(stack: Any) -> None:
         assert ready.status_code == 200, ready.text
         text = (await client.get("/metrics")).text
         assert 'pipeline_agent_events_processed_total{agent="correlate"}' in text
-        assert 'pipeline_consumer_lag{agent="correlate"' in text
+        deadline = time.monotonic() + 30  # the lag gauges are refreshed every LAG_INTERVAL_S
+        while 'pipeline_consumer_lag{agent="correlate"' not in text:
+            assert time.monotonic() < deadline, "no consumer-lag gauge for correlate"
+            await asyncio.sleep(0.5)
+            text = (await client.get("/metrics")).text
         sms = (await client.get("/metrics/sms", params={"window": "1h", "login": "*"})).json()
         hour_keys = {k for k in expected_windows if k.startswith(b"1h|") and k.endswith(b"|*")}
         assert len(sms["windows"]) == len(hour_keys)
