@@ -18,7 +18,6 @@ import faust
 
 from pipeline.agents.codec import AvroFaustCodec
 from pipeline.agents.dashboard import register_dashboard
-from pipeline.agents.transport import FastDrainTransport
 from pipeline.agents.web import register_web
 from pipeline.errors import ConfigError
 from pipeline.serde import make_codec
@@ -88,8 +87,6 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
     )
-    # Before anything (topics, tables) asks the app for its transport.
-    app.transport = FastDrainTransport(app.conf.broker_consumer, app)
     codec = AvroFaustCodec(make_codec(settings.schema_registry_url))
     by_name = {
         spec.name: app.topic(

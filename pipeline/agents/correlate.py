@@ -37,7 +37,6 @@ from typing import Any
 import orjson
 
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
-from pipeline.agents.recent import RecentStates
 from pipeline.core.lifecycle import (
     LifecycleState,
     apply,
@@ -54,7 +53,6 @@ __all__ = [
     "BATCH_MAX",
     "BATCH_WITHIN_S",
     "CRASH_ENV",
-    "RECENT_STATES",
     "ROCKSDB_OPTIONS",
     "SOURCES",
     "TABLE",
@@ -77,9 +75,6 @@ SOURCES = ("sms.send-requests", "sms.send-results", "callbacks.status", "callbac
 CRASH_ENV = "PIPELINE_TEST_CRASH_ON"
 BATCH_MAX = 1000
 BATCH_WITHIN_S = 0.05
-# Decoded states kept for the next event of the same message: 65,536 is about a minute of
-# sends at 1,000 msg/s (when status callbacks come back), ~70 MB at most.
-RECENT_STATES = 65_536
 # faust's RocksDB defaults (2 GiB block cache and 3 x 64 MiB memtables per partition DB) put a
 # worker at 520 MB RSS with 1M lifecycles (measured); these bound it per partition DB.
 ROCKSDB_OPTIONS = {
@@ -264,20 +259,9 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
     crash_on = os.environ.get(CRASH_ENV) or None
     watermark = _Watermark()
 
-    recent: RecentStates[LifecycleState] = RecentStates(RECENT_STATES)
-
     def load(event: Any, mid: str) -> LifecycleState | None:
-        state = recent.get(mid)
-        if state is None:
-            bind_event(event)
-            state = decode_value(table.get(mid.encode()))
-        return state
-
-    async def _forget_recent(*_args: Any, **_kwargs: Any) -> None:
-        recent.clear()  # the partitions changed: the table (recovered) is the truth again
-
-    app.on_partitions_revoked.connect(_forget_recent)
-    app.on_partitions_assigned.connect(_forget_recent)
+        bind_event(event)
+        return decode_value(table.get(mid.encode()))
 
     async def body(stream: Any) -> None:
         async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
@@ -294,7 +278,6 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
             key = mid.encode()
             value = encode_value(touch.after, touch.tag.message.partition)
             deliveries.append(await table_put(app, table, touch.tag, key, value))
-            recent.put(mid, touch.after)
             record = touch.emit()
             if record is not None:
                 deliveries.append(
@@ -309,16 +292,11 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
             telemetry.events_skipped.labels(AGENT, "no_id_sms_api").inc(skipped)
 
     app.agent(source, name=f"pipeline.{AGENT}")(guarded(AGENT, body, telemetry))
-    _register_ttl(app, table, settings.lifecycle_ttl_seconds, watermark, telemetry, recent)
+    _register_ttl(app, table, settings.lifecycle_ttl_seconds, watermark, telemetry)
 
 
 def _register_ttl(
-    app: Any,
-    table: Any,
-    ttl_seconds: float,
-    watermark: _Watermark,
-    telemetry: Telemetry,
-    recent: RecentStates[LifecycleState],
+    app: Any, table: Any, ttl_seconds: float, watermark: _Watermark, telemetry: Telemetry
 ) -> None:
     @app.timer(ttl_scan_interval(ttl_seconds), name=f"pipeline.{AGENT}.ttl")  # type: ignore[untyped-decorator]
     async def expire_lifecycles() -> None:
@@ -338,6 +316,5 @@ def _register_ttl(
             return False
 
         victims = await sweep(table, victim)
-        recent.discard(key.decode() for key in victims)
         telemetry.lifecycles_expired.inc(len(victims))
         telemetry.lifecycle_table_size.set(live)
