@@ -10,7 +10,7 @@ import signal
 import socket
 from collections.abc import Callable, Iterator
 
-__all__ = ["batch_gc", "die_with_parent", "free_ports"]
+__all__ = ["batch_gc", "die_with_parent", "free_port", "free_ports"]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _HOST = "127.0.0.1"
@@ -28,6 +28,11 @@ def free_ports(count: int = 1) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def free_port() -> int:
+    """One loopback port the kernel considers free right now."""
+    return free_ports(1)[0]
 
 
 def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None]:

@@ -11,13 +11,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from pipeline.agents.cli import READY_LINE
-from pipeline.procutil import free_ports
+from pipeline.procutil import free_port
 
 __all__ = ["WorkerProcess", "free_port", "wait_for"]
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:

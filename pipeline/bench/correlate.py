@@ -18,7 +18,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import click
 from pipeline import records
 from pipeline.agents.cli import READY_LINE
 from pipeline.bench.broker import bench_broker
+from pipeline.procutil import free_port
 from pipeline.serde import make_codec
 from pipeline.settings import load_settings
 from pipeline.topics import ensure_topics, record_key, topic_for_record
@@ -124,12 +124,6 @@ def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
         admin.create_topics([NewTopic(name, partitions, -1)])
     finally:
         admin.close()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _processed(port: int) -> float:
@@ -299,7 +293,7 @@ def _bench(
     bare = asyncio.run(_bare_loop(bootstrap, topics, f"{prefix}bench-bare-out", len(items)))
     click.echo(f"bare getmany→decode→encode→produce: {bare:,.0f} events/s")
 
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

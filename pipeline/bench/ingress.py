@@ -22,7 +22,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from zoneinfo import ZoneInfo
 import click
 
 from pipeline.bench.broker import bench_broker
+from pipeline.procutil import free_port
 
 __all__ = [
     "bench_ingress_command",
@@ -270,12 +270,6 @@ def _wrk(url: str, script: Path, connections: int, threads: int, seconds: float)
 
 
 # ---- processes -------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tree_rss_bytes(pid: int) -> int:
@@ -547,14 +541,14 @@ def bench_ingress_command(
         }
         env.pop("SCHEMA_REGISTRY_URL", None)
 
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         with _server(_ingress_argv(port, server, threads), env, f"{base}/readyz") as pid:
             _wrk(base, script, connections, wrk_threads, 2)  # warm-up
             with _RssSampler(pid) as rss:
                 ingress = _wrk(base, script, connections, wrk_threads, seconds)
             fixed = _fixed_rate(port, paths, rate, seconds)
-        hello_port = _free_port()
+        hello_port = free_port()
         hello_base = f"http://127.0.0.1:{hello_port}"
         with _server(_hello_argv(hello_port, server, threads), env, f"{hello_base}/x"):
             _wrk(hello_base, script, connections, wrk_threads, 2)

@@ -31,6 +31,7 @@ import click
 import httpx
 
 from pipeline.bench.broker import bench_broker
+from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import make_codec
 from pipeline.topics import ensure_topics, record_key
@@ -63,14 +64,6 @@ def rate_figures(stamps: list[float], rate: float, seconds: float) -> tuple[floa
     return len(window) / seconds / rate, peak_per_second(window) / rate
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -82,7 +75,7 @@ def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
 
 class _Sim:
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log = (workdir / "simulator.log").open("ab")
         self.proc = subprocess.Popen(
@@ -165,7 +158,7 @@ def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
                         "--agents",
                         "outbound",
                         "--web-port",
-                        str(_free_port()),
+                        str(free_port()),
                         "--data-dir",
                         str(workdir / f"state-{uuid4().hex[:6]}"),
                         "--store",

@@ -11,7 +11,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,6 +19,7 @@ from types import TracebackType
 from typing import Self
 
 from pipeline.errors import EnvironmentMissing, SinkError
+from pipeline.procutil import free_port
 
 __all__ = ["TempPostgres", "find_pg_bin"]
 
@@ -36,12 +36,6 @@ def find_pg_bin() -> Path | None:
         return Path(found[-1]).parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class TempPostgres:
@@ -82,7 +76,7 @@ class TempPostgres:
             str(self.bin_dir / "initdb"),
             "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync",
         )  # fmt: skip
-        self.port = _free_port()
+        self.port = free_port()
         log = open(self.dir / "postgres.log", "wb")  # noqa: SIM115 - kept open for the child
         self._proc = subprocess.Popen(
             [

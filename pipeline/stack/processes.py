@@ -15,14 +15,9 @@ from pathlib import Path
 import httpx
 
 from pipeline.errors import PipelineError
-from pipeline.procutil import die_with_parent, free_ports
+from pipeline.procutil import die_with_parent, free_port
 
 __all__ = ["Child", "ProcessGroup", "free_port", "http_ok"]
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    return free_ports(1)[0]
 
 
 def http_ok(url: str) -> Callable[[], bool]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,18 +14,13 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from pipeline.procutil import free_port
 from pipeline.topics import ensure_topics
 from tests.unit.ingress.samples import status_json
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "granian-Token-7"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def test_cli_serves_callbacks_and_stops_cleanly_on_sigterm(

@@ -6,7 +6,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
 from pipeline.localkafka import KAFKA_VERSION, LocalKafka
+from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import AvroCodec, SchemaStore
 
@@ -144,13 +144,6 @@ def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
     assert kafka.pid is None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _lines(stream: IO[str]) -> queue.Queue[str]:
     lines: queue.Queue[str] = queue.Queue()
 
@@ -165,7 +158,7 @@ def _lines(stream: IO[str]) -> queue.Queue[str]:
 def test_broker_command_runs_until_sigint_and_leaves_no_jvm(
     tmp_path: Path, wait_until: Any
 ) -> None:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "broker", "--port", str(port)],
         stdout=subprocess.PIPE,
