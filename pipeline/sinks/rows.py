@@ -6,7 +6,6 @@ Runs once per flushed row on the sink's hot path, so the per-record work is done
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
@@ -34,25 +33,12 @@ def dedupe(spec: TableSpec, batch: Sequence[records.Record]) -> list[records.Rec
     return list(map(first.__getitem__, dict.fromkeys(keys)))
 
 
-_PRESENT: dict[tuple[TableSpec, type[Any]], tuple[str, ...]] = {}
-
-
-def _present(spec: TableSpec, cls: type[Any]) -> tuple[str, ...]:
-    """The columns of `spec` that records of `cls` have (cached: asked once per flush)."""
-    present = _PRESENT.get((spec, cls))
-    if present is None:
-        if dataclasses.is_dataclass(cls):
-            names = {f.name for f in dataclasses.fields(cls)}
-        else:
-            names = set(dir(cls))
-        present = _PRESENT[(spec, cls)] = tuple(c.name for c in spec.columns if c.name in names)
-    return present
-
-
 def _transpose(spec: TableSpec, batch: Sequence[records.Record]) -> dict[str, list[Any]]:
-    """The batch's values per column the records have (all records of one class)."""
-    cls: type[Any] = type(batch[0])
-    return {name: list(map(attrgetter(name), batch)) for name in _present(spec, cls)}
+    """The batch's values per column its records have (all records of one class)."""
+    first = batch[0]
+    return {
+        c.name: list(map(attrgetter(c.name), batch)) for c in spec.columns if hasattr(first, c.name)
+    }
 
 
 def to_columns(
@@ -67,11 +53,7 @@ def to_columns(
     if len(set(map(type, batch))) == 1:
         transposed = _transpose(spec, batch)
     else:  # records of two versions of a class (a schema change mid-batch): one at a time
-        transposed = {
-            c.name: [getattr(r, c.name, None) for r in batch]
-            for c in spec.columns
-            if any(hasattr(r, c.name) for r in batch)
-        }
+        transposed = {c.name: [getattr(r, c.name, None) for r in batch] for c in spec.columns}
     columns: dict[str, list[Any]] = {}
     for column in spec.columns:
         values = transposed.get(column.name)
