@@ -42,8 +42,8 @@ from typing import Any
 
 import orjson
 
-from pipeline.agents.correlate import ROCKSDB_OPTIONS, bind_event, sweep, table_put
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
+from pipeline.agents.tables import ROCKSDB_OPTIONS, bind_event, sweep, table_put
 from pipeline.core.metrics import (
     WINDOWS,
     MetricFact,

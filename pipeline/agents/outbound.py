@@ -49,8 +49,7 @@ import contextlib
 import logging
 import random
 import time
-import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,7 +59,7 @@ import httpx
 from prometheus_client import Counter, Gauge
 
 from pipeline.agents.app import Streams
-from pipeline.agents.correlate import sweep, ttl_scan_interval
+from pipeline.agents.tables import as_current, sweep, ttl_scan_interval
 from pipeline.ardary.api import MessageOutcome
 from pipeline.ardary.codes import MISSING_IN_ANSWER, CodeCategory
 from pipeline.ardary.phones import normalize_phone
@@ -307,18 +306,6 @@ class _Entry:
     @property
     def request(self) -> SendRequest:
         return self.prepared.request
-
-
-@contextlib.contextmanager
-def _as_current(event: Any) -> Iterator[None]:
-    """Make `event` faust's current event, so table stores find its partition."""
-    from faust.streams import _current_event
-
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def _now() -> datetime:
@@ -678,7 +665,7 @@ class OutboundSender:
     # --- state, results, acks ---------------------------------------------------------------
 
     def _load(self, event: Any, id_sms_api: str) -> bytes | None:
-        with _as_current(event):
+        with as_current(event):
             raw = self.table.data.get(id_sms_api.encode())
         return raw if isinstance(raw, bytes) else None
 
@@ -699,7 +686,7 @@ class OutboundSender:
         for event, id_sms_api, state in items:
             partition = event.message.partition
             key, value = id_sms_api.encode(), encode_state(state, partition)
-            with _as_current(event):
+            with as_current(event):
                 self.table.data[key] = value
             futures.append(await self._produce(changelog, key, value, partition))
         if wait:

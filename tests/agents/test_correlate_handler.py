@@ -12,8 +12,8 @@ from pipeline.agents.correlate import (
     decode_value,
     encode_value,
     fold_events,
-    ttl_scan_interval,
 )
+from pipeline.agents.tables import ttl_scan_interval
 from pipeline.core.lifecycle import LifecycleState, batch_lifecycles
 from pipeline.records import ClickCallback, SendRequest, SendResult, StatusCallback
 from tests.agents.streamdata import make_events, shuffled_with_duplicates
