@@ -91,6 +91,10 @@ def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
         "fetch_max_wait_ms": 100,
         # a killed sink blocks its partitions until its session expires: keep that short
         "session_timeout_ms": 10_000,
+        # A first assignment made while the broker did not yet list a just-created topic has no
+        # partitions of it; the rebalance that fixes it waits for the next metadata refresh
+        # (kafka-python's default: 5 minutes). The demo's sink sat idle 60 s on this once.
+        "metadata_max_age_ms": 5_000,
         "heartbeat_interval_ms": 2_000,
     }
 
