@@ -35,13 +35,14 @@ class WorkerProcess:
         agents: str,
         data_dir: Path,
         store: str = "rocksdb://",
-        loglevel: str = "warn",
+        loglevel: str | None = None,
     ) -> None:
         self.env = {**os.environ, **env}
         self.agents = agents
         self.data_dir = data_dir
         self.store = store
-        self.loglevel = loglevel
+        # TEST_WORKER_LOGLEVEL=info brings faust's recovery and rebalance lines into the log
+        self.loglevel = loglevel or os.environ.get("TEST_WORKER_LOGLEVEL", "warn")
         self.web_port = free_port()
         self.log_path = data_dir / f"worker-{self.web_port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -83,6 +84,29 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def dump_tasks(self, timeout: float = 10.0) -> str:
+        """SIGUSR1: mode writes every thread's and asyncio task's stack to the log; return it.
+
+        Diagnostics for a failed test only. The dump has no end marker, so it counts as done
+        once the log has grown and then stayed the same size for half a second.
+        """
+        if self.proc is None or self.proc.poll() is not None:
+            return "(worker not running)"
+        before = self.log_path.stat().st_size
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        size, stable_since = before, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.log_path.stat().st_size
+            if now != size:
+                size, stable_since = now, time.monotonic()
+            elif size > before and time.monotonic() - stable_since > 0.5:
+                break
+            time.sleep(0.05)
+        with self.log_path.open("rb") as log:
+            log.seek(before)
+            return log.read().decode(errors="replace")
 
     def kill(self) -> None:
         """SIGKILL: the crash case (no graceful shutdown, no final commit)."""

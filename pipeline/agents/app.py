@@ -86,6 +86,8 @@ def create_app(
         table_cleanup_interval=30.0,
         key_serializer="raw",
         value_serializer="raw",
+        # faust's own recovery can lose the first events after a rebalance (see the module)
+        TableManager="pipeline.agents.recovery:PipelineTableManager",
     )
     codec = AvroFaustCodec(make_codec(settings.schema_registry_url))
     by_name = {

@@ -11,9 +11,13 @@ Decisions (see also `pipeline.core.sending` for the send states):
   result or, for IN_FLIGHT, FAILED `UNKNOWN_AFTER_CRASH` — never resent.
   Changelog records and results are produced with `force=True` and awaited (faust's own
   `producer.flush()` returns after 0.1 s of quiet, which does not prove delivery).
-- **Acks only after the results.** The agent reads `stream.noack().events()`; an event is acked
-  after its SendResult (and its PUBLISHED marker) was acknowledged by the broker. Faust commits
-  the highest *contiguous* acked offset, so acking out of order (priorities) is safe.
+- **Acks only after the results, in offset order.** The agent reads `stream.noack().events()`;
+  an event is acked after its SendResult (and its PUBLISHED marker) was acknowledged by the
+  broker, and only once every earlier event of its partition is acked too (`AckOrder`):
+  faust commits a run of acked offsets even when the offset before it is still in flight, so
+  acking out of order (priorities, concurrent batches) let a crash lose requests — measured:
+  the SIGKILL test's restarted worker resumed past unsent requests. Events of an earlier
+  consumer generation (a rebalance happened meanwhile) are never acked here.
 - **Batching and priorities inside the agent** (concurrency=1, DESIGN pitfalls): events go into
   a `PriorityBatcher` keyed by (login, routing, sender_name, priority); a dispatcher hands out
   the most urgent ready batch whenever the rate limiter allows, and up to `max_concurrent`
@@ -64,6 +68,7 @@ from pipeline.ardary.api import MessageOutcome
 from pipeline.ardary.codes import MISSING_IN_ANSWER, CodeCategory
 from pipeline.ardary.phones import normalize_phone
 from pipeline.clients.ardary_api import ArdaryClient, ArdaryOutcomeUnknown
+from pipeline.core.ackorder import AckOrder
 from pipeline.core.breaker import LoginCircuitBreaker
 from pipeline.core.ratelimit import TokenBucket, rate_share
 from pipeline.core.sending import (
@@ -351,6 +356,7 @@ class OutboundSender:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._room = asyncio.Event()
+        self._order: AckOrder[Any] = AckOrder()
         self._slots = asyncio.Semaphore(self.options.max_concurrent)
         self._rng = random.Random()
         self._stream: Any = None
@@ -369,6 +375,7 @@ class OutboundSender:
             "assigned_partitions": self.assigned,
             "buffered": len(self.batcher),
             "pending": len(self._pending),
+            "held_for_ordered_ack": self._order.held,
             "opted_out_numbers": len(self.optouts),
         }
 
@@ -396,6 +403,7 @@ class OutboundSender:
         for tp in revoked:
             if tp.topic == self.requests_topic:
                 self.result_index.forget(tp.partition)
+                self._order.forget(tp.partition)
         BUFFERED.set(len(self.batcher))
         self._room.set()
         if self._tasks:
@@ -425,9 +433,10 @@ class OutboundSender:
             async for event in self._stream.events():
                 if dispatcher.done():
                     dispatcher.result()  # re-raise: a dead dispatcher must crash the agent
-                while len(self._pending) >= self.options.max_pending:
+                while not self._has_room():
                     self._room.clear()
                     await self._room.wait()
+                self._order.received(event.message.partition, event.message.offset)
                 await self._receive(event)
         finally:
             dispatcher.cancel()
@@ -739,11 +748,7 @@ class OutboundSender:
             SENT.labels(result.outcome).inc()
             if entry is not None:
                 self._pending.pop(result.id_sms_api, None)
-                if entry.generation != self._generation:
-                    continue  # the partition was revoked meanwhile: its next owner acks
             to_ack.extend(events)
-        if len(self._pending) < self.options.max_pending:
-            self._room.set()
         await self._ack(to_ack)
 
     async def _publish_optout(self, result: SendResult) -> Any:
@@ -761,9 +766,25 @@ class OutboundSender:
             self.optouts_topic, result.phone_number.encode(), self.encode(record), None
         )
 
+    def _has_room(self) -> bool:
+        """Back-pressure: requests in work plus finished events held for ordered acks."""
+        return len(self._pending) + self._order.held < self.options.max_pending
+
     async def _ack(self, events: list[Any]) -> None:
+        """Ack finished events, each once every earlier event of its partition is acked.
+
+        An event of an earlier consumer generation is not acked: its partition was revoked
+        meanwhile, and its next owner (perhaps this worker again) reads it again.
+        """
+        generation = self.app.consumer_generation_id
         for event in events:
-            await self._stream.ack(event)
+            message = event.message
+            if message.generation_id != generation:
+                continue
+            for ready in self._order.finished(message.partition, message.offset, event):
+                await self._stream.ack(ready)
+        if self._has_room():
+            self._room.set()
 
 
 def _retriable(outcome: MessageOutcome) -> bool:
