@@ -9,6 +9,10 @@ Choices, written down:
   (so a duplicate callback emits nothing). Events are processed in batches (`take_events`);
   within one batch only the last record of a message is produced — the topic is compacted and
   the latest record per key is the truth, so intermediate records carry no information.
+  A batch's changelog and lifecycle records go to Kafka as one record batch per partition
+  (`PartitionBatches`), in the partition of the message's events: the topics are
+  co-partitioned (`ensure_topics` creates them alike); a lifecycle topic with another partition
+  count gets the default keyed partitioner's choice (`partition_of`).
 - Orphans (callbacks before their send) are emitted at once with what is known; they merge when
   the send arrives. Callbacks without `id_sms_api` (keyed by phone, flagged) are skipped and
   counted (`pipeline_agent_events_skipped{reason="no_id_sms_api"}`).
@@ -34,11 +38,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
+from pipeline.agents.produce import PartitionBatches, partition_of
 from pipeline.agents.tables import (
     ROCKSDB_OPTIONS,
     bind_event,
     sweep,
-    table_put,
+    table_write,
     ttl_scan_interval,
 )
 from pipeline.core.lifecycle import (
@@ -178,6 +183,7 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         options=ROCKSDB_OPTIONS,
     )
     out_topic = streams["sms.lifecycle"].get_topic_name()
+    sources = settings.pipeline_partitions
     codec = streams.codec.codec
     crash_on = os.environ.get(CRASH_ENV) or None
     watermark = _Watermark()
@@ -194,22 +200,22 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         touched, skipped, latest = fold_events(((ev, ev.value) for ev in events), load, crash_on)
         watermark.advance(latest)
         emitted = 0
-        deliveries = []
+        producer = app.producer._ensure_producer()
+        batches = PartitionBatches(producer)
         for mid, touch in touched.items():
             if not touch.changed_state():
                 continue
             key = mid.encode()
-            value = encode_value(touch.after, touch.tag.message.partition)
-            deliveries.append(await table_put(app, table, touch.tag, key, value))
+            partition = touch.tag.message.partition
+            table_write(table, touch.tag, key, encode_value(touch.after, partition), batches)
             record = touch.emit()
             if record is not None:
-                deliveries.append(
-                    await app.producer.send(out_topic, key, codec.encode(record), None, None, None)
-                )
+                at = partition_of(producer, out_topic, key, partition, sources)
+                batches.add(out_topic, at, key, codec.encode(record))
                 emitted += 1
         # The batch's events are acked (and their offsets become committable) when this returns:
         # only once the broker holds every changelog and lifecycle record they caused.
-        await asyncio.gather(*deliveries)
+        await asyncio.gather(*await batches.send())
         telemetry.batch_done(AGENT, len(events), emitted)
         if skipped:
             telemetry.events_skipped.labels(AGENT, "no_id_sms_api").inc(skipped)

@@ -15,12 +15,15 @@ from typing import Any
 
 import orjson
 
+from pipeline.agents.produce import PartitionBatches
+
 __all__ = [
     "ROCKSDB_OPTIONS",
     "as_current",
     "bind_event",
     "sweep",
     "table_put",
+    "table_write",
     "ttl_scan_interval",
 ]
 
@@ -75,15 +78,30 @@ async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) ->
     Returns the changelog record's delivery future: await it before the batch's offsets may be
     committed.
     """
+    topic, partition, raw = _store(table, event, key, value)
+    return await app.producer.send(topic, key, raw, partition, None, None)
+
+
+def table_write(table: Any, event: Any, key: bytes, value: Any, batches: PartitionBatches) -> None:
+    """`table_put` for batch producers: the local store now, the changelog record in `batches`.
+
+    The caller awaits the delivery futures of `batches.send()` before the events' offsets may
+    be committed.
+    """
+    topic, partition, raw = _store(table, event, key, value)
+    batches.add(topic, partition, key, raw)
+
+
+def _store(table: Any, event: Any, key: bytes, value: Any) -> tuple[str, int, bytes | None]:
+    """Apply the write to the local store; return the changelog record's topic, partition, bytes."""
     bind_event(event)
-    partition = event.message.partition
-    topic = table.changelog_topic.get_topic_name()
     if value is None:
         if key in table.data:
             del table.data[key]
-        return await app.producer.send(topic, key, None, partition, None, None)
-    table.data[key] = value
-    return await app.producer.send(topic, key, orjson.dumps(value), partition, None, None)
+    else:
+        table.data[key] = value
+    raw = None if value is None else orjson.dumps(value)
+    return table.changelog_topic.get_topic_name(), event.message.partition, raw
 
 
 def _partition_in_value(key: bytes, value: Any) -> int:
