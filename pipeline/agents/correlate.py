@@ -202,6 +202,7 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         emitted = 0
         producer = app.producer._ensure_producer()
         batches = PartitionBatches(producer)
+        out_partitions = len(await producer.partitions_for(out_topic))  # cached metadata
         for mid, touch in touched.items():
             if not touch.changed_state():
                 continue
@@ -210,7 +211,7 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
             table_write(table, touch.tag, key, encode_value(touch.after, partition), batches)
             record = touch.emit()
             if record is not None:
-                at = partition_of(producer, out_topic, key, partition, sources)
+                at = partition_of(key, partition, out_partitions, sources)
                 batches.add(out_topic, at, key, codec.encode(record))
                 emitted += 1
         # The batch's events are acked (and their offsets become committable) when this returns:

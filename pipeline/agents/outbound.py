@@ -14,10 +14,10 @@ Decisions (see also `pipeline.core.sending` for the send states):
 - **Acks only after the results, in offset order.** The agent reads `stream.noack().events()`;
   an event is acked after its SendResult (and its PUBLISHED marker) was acknowledged by the
   broker, and only once every earlier event of its partition is acked too (`AckOrder`):
-  faust commits a run of acked offsets even when the offset before it is still in flight, so
-  acking out of order (priorities, concurrent batches) let a crash lose requests — measured:
-  the SIGKILL test's restarted worker resumed past unsent requests. Events of an earlier
-  consumer generation (a rebalance happened meanwhile) are never acked here.
+  faust-streaming 0.15.3 commits a run of acked offsets that starts one past the committed
+  offset, though the message at the committed offset is still in flight, so acking out of
+  order (priorities, concurrent batches) could let a crash lose a request. Events of an
+  earlier consumer generation (a rebalance happened meanwhile) are never acked here.
 - **Batching and priorities inside the agent** (concurrency=1, DESIGN pitfalls): events go into
   a `PriorityBatcher` keyed by (login, routing, sender_name, priority); a dispatcher hands out
   the most urgent ready batch whenever the rate limiter allows, and up to `max_concurrent`

@@ -5,7 +5,8 @@ a future), more than the correlate agent's own work on an event. Appending to a 
 per topic-partition and submitting each batch once (`create_batch`/`send_batch`) costs a few
 µs per record. The partition is given by the caller: the agents write a key to the partition
 its events came from (co-partitioned topics, and faust's rule for changelogs), so no
-partitioner runs. The batches go through faust's own (idempotent) producer.
+partitioner runs unless a topic's partition count differs (`partition_of`). The batches go
+through faust's own (idempotent) producer.
 """
 
 from __future__ import annotations
@@ -16,18 +17,15 @@ from typing import Any
 __all__ = ["PartitionBatches", "partition_of"]
 
 
-def partition_of(producer: Any, topic: str, key: bytes, source_partition: int, sources: int) -> int:
-    """The partition for `key` in `topic`: its events' partition when `topic` has the same
-    number of partitions as the (co-partitioned) sources, else the default keyed partitioner's."""
-    partitions = producer.client.cluster.partitions_for_topic(topic)
-    if partitions is not None and len(partitions) == sources:
+def partition_of(key: bytes, source_partition: int, partitions: int, sources: int) -> int:
+    """The partition for `key` in a topic of `partitions` partitions: its events' partition
+    when that equals the (co-partitioned) sources' count, else the default keyed partitioner's
+    choice (murmur2, as every Kafka client's default)."""
+    if partitions == sources:
         return source_partition
-    from aiokafka.partitioner import DefaultPartitioner
+    from aiokafka.partitioner import murmur2
 
-    known = sorted(partitions or ())
-    if not known:
-        raise RuntimeError(f"no metadata for topic {topic}")
-    return int(DefaultPartitioner()(key, known, known))
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 class PartitionBatches:
