@@ -36,11 +36,9 @@ class PartitionBatches:
         self._open: dict[tuple[str, int], Any] = {}
         self._full: list[tuple[tuple[str, int], Any]] = []
         self._single: list[tuple[str, int, bytes, bytes | None]] = []
-        self.records = 0
 
     def add(self, topic: str, partition: int, key: bytes, value: bytes | None) -> None:
         """Queue one record (None value: a tombstone); nothing is sent before `send()`."""
-        self.records += 1
         tp = (topic, partition)
         builder = self._open.get(tp)
         if builder is None:
@@ -64,5 +62,4 @@ class PartitionBatches:
         for topic, partition, key, value in self._single:
             futures.append(await self._producer.send(topic, value, key=key, partition=partition))
         self._single = []
-        self.records = 0
         return futures

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import warnings
 from collections import Counter
 from pathlib import Path
@@ -19,11 +18,11 @@ from tests.integration.test_outbound_support import (
     request,
     worker_env,
 )
+from tests.kafka_read import read_topic
 from tests.worker_process import WorkerProcess, wait_for
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
 
 pytestmark = pytest.mark.integration
@@ -60,14 +59,8 @@ def test_sigkill_mid_batch_then_restart_sends_each_sms_at_most_once(
         try:
             by_id = results.wait_ids(ids, timeout=120)
         except AssertionError as exc:
-            why = diagnosis(ids, results, sim, worker)
-            offsets = request_offsets(kafka_bootstrap, f"{unique_prefix}sms.send-requests")
-            missing = sorted(offsets[i] for i in ids if i not in results.by_id())
-            now = committed_offsets(kafka_bootstrap, f"{unique_prefix}workers")
-            raise AssertionError(
-                f"{exc}\n{why}\ncommitted at kill {committed_at_kill}, now {now}\n"
-                f"missing (partition, offsets): {ranges(missing)}"
-            ) from None
+            why = diagnosis(kafka_bootstrap, unique_prefix, ids, results, sim, worker)
+            raise AssertionError(f"{exc}\ncommitted at kill {committed_at_kill}\n{why}") from None
         ledger = sim.ledger()
     finally:
         worker.stop()
@@ -87,17 +80,28 @@ def test_sigkill_mid_batch_then_restart_sends_each_sms_at_most_once(
             assert i in ledger  # reported sent ⇒ Ardary has it, once
 
 
-def diagnosis(ids: list[str], results: TopicReader, sim: SimulatorProcess, w: WorkerProcess) -> str:
-    """What a stalled run looked like: results seen, what Ardary took, the worker's gauges."""
+def diagnosis(
+    bootstrap: str,
+    prefix: str,
+    ids: list[str],
+    results: TopicReader,
+    sim: SimulatorProcess,
+    w: WorkerProcess,
+) -> str:
+    """What a stalled run looked like: which requests lack a result and where they sit, what
+    Ardary took, the group's committed offsets, the worker's gauges and its task dump."""
     seen = results.by_id()
     missing = [i for i in ids if i not in seen]
     ledger = sim.ledger()
+    where = {
+        r.key.decode(): (r.partition, r.offset)
+        for r in read_topic(bootstrap, f"{prefix}sms.send-requests")
+    }
     try:
+        metrics = httpx.get(f"http://127.0.0.1:{w.web_port}/metrics", timeout=5).text
         gauges = [
             line
-            for line in httpx.get(f"http://127.0.0.1:{w.web_port}/metrics", timeout=5).text.split(
-                "\n"
-            )
+            for line in metrics.split("\n")
             if line.startswith(("ardary_outbound", "pipeline_agent")) and not line.startswith("#")
         ]
     except httpx.HTTPError as exc:
@@ -106,6 +110,8 @@ def diagnosis(ids: list[str], results: TopicReader, sim: SimulatorProcess, w: Wo
         [
             f"results for {len(ids) - len(missing)} of {len(ids)} ids; missing e.g. {missing[:5]}",
             f"of the missing, {sum(1 for i in missing if i in ledger)} are in Ardary's ledger",
+            f"missing (partition, offsets): {ranges(sorted(where[i] for i in missing))}",
+            f"committed now {committed_offsets(bootstrap, f'{prefix}workers')}",
             f"simulator: {sim.stats()}",
             *gauges,
             f"task dump written to {w.log_path}: {len(w.dump_tasks())} bytes",
@@ -135,25 +141,6 @@ def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
         }
     finally:
         admin.close()
-
-
-def request_offsets(bootstrap: str, topic: str) -> dict[str, tuple[int, int]]:
-    """Where each request sits: id_sms_api → (partition, offset)."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        consumer.assign(tps)
-        consumer.seek_to_beginning(*tps)
-        ends = consumer.end_offsets(tps)
-        found: dict[str, tuple[int, int]] = {}
-        deadline = time.monotonic() + 30
-        while any(consumer.position(tp) < ends[tp] for tp in tps) and time.monotonic() < deadline:
-            for tp, messages in consumer.poll(timeout_ms=200).items():
-                for m in messages:
-                    found[m.key.decode()] = (tp.partition, m.offset)
-        return found
-    finally:
-        consumer.close()
 
 
 def sim_duplicates(ledger: dict[str, dict[str, object]]) -> list[str]:
