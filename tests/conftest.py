@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
+# Imported here, not first by hypothesis's plugin at the session's end: compiling it then, with
+# faust objects still being finalised, tripped CPython 3.11.7's AST recursion check (SystemError).
+import hypothesis  # noqa: F401
 import pytest
 
 from pipeline.localkafka import LocalKafka

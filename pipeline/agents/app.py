@@ -18,6 +18,7 @@ import faust
 
 from pipeline.agents.codec import AvroFaustCodec
 from pipeline.agents.dashboard import register_dashboard
+from pipeline.agents.transport import PipelineTransport
 from pipeline.agents.web import register_web
 from pipeline.errors import ConfigError
 from pipeline.serde import make_codec
@@ -88,7 +89,11 @@ def create_app(
         value_serializer="raw",
         # faust's own recovery can lose the first events after a rebalance (see the module)
         TableManager="pipeline.agents.recovery:PipelineTableManager",
+        # Avro values decoded in one call, not through faust's serializer registry (see it)
+        Schema="pipeline.agents.codec:AvroSchema",
     )
+    # Before anything (topics, tables) asks the app for its transport; see the module.
+    app.transport = PipelineTransport(app.conf.broker_consumer, app)
     codec = AvroFaustCodec(make_codec(settings.schema_registry_url))
     by_name = {
         spec.name: app.topic(

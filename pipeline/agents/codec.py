@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import faust
+from faust.exceptions import ValueDecodeError
 from faust.serializers.codecs import Codec as FaustCodec
 
 from pipeline import records
 from pipeline.serde import Codec
 
-__all__ = ["AvroFaustCodec"]
+__all__ = ["AvroFaustCodec", "AvroSchema"]
 
 
 class AvroFaustCodec(FaustCodec):  # type: ignore[misc]
@@ -28,3 +30,54 @@ class AvroFaustCodec(FaustCodec):  # type: ignore[misc]
 
     def _loads(self, s: bytes) -> Any:
         return self.codec.decode(s)
+
+
+class AvroSchema(faust.Schema):  # type: ignore[misc,type-arg]
+    """faust's topic schema, decoding our Avro values with the pipeline codec directly.
+
+    faust's own decode goes through its serializer registry (codec lookup, error wrapping, model
+    reconstruction) for the key and the value of every message: ~9 % of the correlate worker's
+    time, as much as the Avro decode itself (py-spy). For raw keys and `AvroFaustCodec` values
+    this decodes in one call, with faust's outcome: the same event, and a `ValueDecodeError`
+    for a value that does not decode. Any other schema is faust's. Installed as the app's
+    `Schema` setting, so every channel the app makes uses it.
+    """
+
+    def compile(
+        self,
+        app: Any,
+        *,
+        on_key_decode_error: Any = None,
+        on_value_decode_error: Any = None,
+        default_propagate: bool = False,
+    ) -> Any:
+        codec = self.value_serializer
+        if self.key_serializer != "raw" or not isinstance(codec, AvroFaustCodec):
+            kwargs = {
+                name: fun
+                for name, fun in (
+                    ("on_key_decode_error", on_key_decode_error),
+                    ("on_value_decode_error", on_value_decode_error),
+                )
+                if fun is not None
+            }
+            return super().compile(app, default_propagate=default_propagate, **kwargs)
+        decode_value = codec.codec.decode
+        create_event = app.create_event
+
+        async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
+            value = message.value
+            try:
+                decoded = None if value is None else decode_value(value)
+            except MemoryError:
+                raise
+            except Exception as exc:
+                error = ValueDecodeError(str(exc))
+                if propagate:
+                    raise error from exc
+                if on_value_decode_error is not None:
+                    await on_value_decode_error(error, message)
+                return None
+            return create_event(message.key, decoded, message.headers, message)
+
+        return decode

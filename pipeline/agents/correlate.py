@@ -6,7 +6,7 @@ every fact seen (`pipeline.core.lifecycle`, order-independent and idempotent).
 
 Choices, written down:
 - Emission: a lifecycle is produced to `sms.lifecycle` only when its derived record changed
-  (so a duplicate callback emits nothing). Events are processed in batches (`take_events`);
+  (so a duplicate callback emits nothing). Events are processed in batches (`event_batches`);
   within one batch only the last record of a message is produced — the topic is compacted and
   the latest record per key is the truth, so intermediate records carry no information.
   A batch's changelog and lifecycle records go to Kafka as one record batch per partition
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.agents.batches import event_batches
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
 from pipeline.agents.produce import PartitionBatches, partition_of
 from pipeline.agents.tables import (
@@ -193,7 +194,7 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         return decode_value(table.get(mid.encode()))
 
     async def body(stream: Any) -> None:
-        async for events in stream.take_events(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in event_batches(stream, BATCH_MAX, BATCH_WITHIN_S):
             await _process(events)
 
     async def _process(events: list[Any]) -> None:

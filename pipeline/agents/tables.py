@@ -58,7 +58,8 @@ def bind_event(event: Any) -> None:
     """Make `event` faust's current event, so table reads and writes use its partition.
 
     faust picks a table key's store and changelog partition from the current event; in a batch
-    (`take_events`) that is the batch's last event, which may be another partition's.
+    (`take_events`, `event_batches`) that is the batch's last event, which may be another
+    partition's.
     """
     from faust.streams import _current_event
 
