@@ -32,8 +32,8 @@ POLL_S = 0.005
 
 
 async def event_batches(stream: Any, max_events: int, within: float) -> AsyncIterator[list[Any]]:
-    """Yield lists of up to `max_events` events, the first waited for at most `within` seconds
-    longer; each list is acked when the next one is asked for."""
+    """Yield lists of up to `max_events` queued events, each filled for at most `within` seconds
+    after its first event; a list is acked when the next one is asked for."""
     await stream.maybe_start()
     app = stream.app
     queue = stream.channel.queue
