@@ -47,18 +47,15 @@ async def event_batches(stream: Any, max_events: int, within: float) -> AsyncIte
     acking_topics = app.topics.acking_topics
     sensors = app.sensors
     while not stream.should_stop:
-        try:
-            items = [await get()]  # raises what was thrown to the channel
-        except StopAsyncIteration:  # faust ends a channel's iteration this way on stop
-            return
-        deadline = loop.time() + within
-        # Poll instead of awaiting each event: a waiting getter would wake this task per event.
-        while qsize() < max_events - 1 and loop.time() < deadline:  # noqa: ASYNC110
-            await asyncio.sleep(POLL_S)
-        try:
+        try:  # get and get_nowait raise what was thrown to the channel
+            items = [await get()]
+            deadline = loop.time() + within
+            # Poll, not await each event: a waiting getter would wake this task per event.
+            while qsize() < max_events - 1 and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(POLL_S)
             while len(items) < max_events and not empty():
                 items.append(get_nowait())
-        except StopAsyncIteration:
+        except StopAsyncIteration:  # faust ends a channel's iteration this way on stop
             return
         generation = app.consumer_generation_id
         flowing = flow_control.is_active()

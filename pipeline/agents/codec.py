@@ -43,25 +43,11 @@ class AvroSchema(faust.Schema):  # type: ignore[misc,type-arg]
     `Schema` setting, so every channel the app makes uses it.
     """
 
-    def compile(
-        self,
-        app: Any,
-        *,
-        on_key_decode_error: Any = None,
-        on_value_decode_error: Any = None,
-        default_propagate: bool = False,
-    ) -> Any:
+    def compile(self, app: Any, *, default_propagate: bool = False, **handlers: Any) -> Any:
         codec = self.value_serializer
         if self.key_serializer != "raw" or not isinstance(codec, AvroFaustCodec):
-            kwargs = {
-                name: fun
-                for name, fun in (
-                    ("on_key_decode_error", on_key_decode_error),
-                    ("on_value_decode_error", on_value_decode_error),
-                )
-                if fun is not None
-            }
-            return super().compile(app, default_propagate=default_propagate, **kwargs)
+            return super().compile(app, default_propagate=default_propagate, **handlers)
+        on_value_decode_error = handlers.get("on_value_decode_error")
         decode_value = codec.codec.decode
         create_event = app.create_event
 
