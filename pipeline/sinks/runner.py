@@ -3,6 +3,10 @@
 Kafka's own committed offsets are written too after each flush, but only for monitoring (lag):
 on every (re)assignment the consumer seeks to the offsets stored in the warehouse, which were
 committed in the same transaction as the rows, so a crash replays exactly the unwritten tail.
+
+Threads: kafka-python runs its network loop, and the rebalance listener, on its own IO thread,
+which the listener may block while it flushes. So the writer thread never calls the consumer:
+a write's Kafka commit is made by the polling thread once the write is done.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ __all__ = [
     "SINK_TOPICS",
     "SinkStats",
     "consumer_config",
+    "resume_dropped_join",
     "run_sink",
     "sink_topics",
     "undecodable_dead_letter",
@@ -45,6 +50,7 @@ log = logging.getLogger("pipeline.sink")
 
 DEFAULT_GROUP = "ardary-warehouse"
 POLL_RECORDS = 5_000
+COMMIT_TIMEOUT_MS = 5_000
 SINK_TOPICS = (
     "sms.lifecycle",
     "sms.send-results",
@@ -93,10 +99,25 @@ def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
         "session_timeout_ms": 10_000,
         # A first assignment made while the broker did not yet list a just-created topic has no
         # partitions of it; the rebalance that fixes it waits for the next metadata refresh
-        # (kafka-python's default: 5 minutes). The demo's sink sat idle 60 s on this once.
+        # (kafka-python's default: 5 minutes).
         "metadata_max_age_ms": 5_000,
         "heartbeat_interval_ms": 2_000,
     }
+
+
+def resume_dropped_join(consumer: Any) -> None:
+    """Work around kafka-python 3.0.12 losing a group join that outlives a `poll()` timeout.
+
+    A poll whose timer runs out while JoinGroup/SyncGroup is in flight leaves the join running;
+    if the leader's own assignment made `need_rejoin()` false meanwhile, the next polls never
+    pick the finished join up and the member keeps its old (often empty) assignment for good —
+    the demo's sink sat idle 60 s this way. Asking for a rejoin makes the next poll join again.
+    """
+    coordinator: Any = getattr(consumer, "_coordinator", None)
+    task = getattr(coordinator, "_join_task", None)
+    if task is not None and task.is_done and not coordinator.need_rejoin():
+        log.info("group join finished after its poll timed out: rejoining")
+        coordinator.request_rejoin()
 
 
 def undecodable_dead_letter(
@@ -138,8 +159,10 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.assigned_at: float | None = None  # monotonic time of the last assignment
         self.first_record_at: float | None = None
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
-        self.in_flight: Future[None] | None = None
+        self.in_flight: Future[dict[TopicPartition, int]] | None = None
         self.last_flush_at: float | None = None
+        self.written: dict[TopicPartition, int] = {}  # stored in the warehouse, not yet in Kafka
+        self.commit_after = 0.0  # monotonic time before which a failed commit is not retried
 
     # -- rebalance listener (kafka-python calls these inside poll) --
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
@@ -156,6 +179,8 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.consumer.seek_to_beginning(tp)
             else:
                 self.consumer.seek(tp, offset)
+                # Kafka's offset catches up with the warehouse's even if no new record comes
+                self.written[TopicPartition(tp.topic, tp.partition)] = offset
             log.info("assigned %s[%d] from %s", tp.topic, tp.partition, offset or "beginning")
 
     # -- the loop --
@@ -200,27 +225,42 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         if wait:
             self.wait()
 
-    def _write(self, batches: Any, offsets: dict[TopicPartition, int]) -> None:
+    def _write(self, batches: Any, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
         self.rows += self.sink.write(batches)
         self.last_flush_at = time.monotonic()
-        if offsets:
-            self._commit_kafka(offsets)
+        return offsets
 
     def wait(self) -> None:
         """Wait for the write in flight; re-raises its error."""
         if self.in_flight is not None:
             future, self.in_flight = self.in_flight, None
-            future.result()
+            self.written.update(future.result())
 
-    def _commit_kafka(self, next_offsets: dict[TopicPartition, int]) -> None:
+    def commit_written(self) -> None:
+        """Commit to Kafka what the warehouse holds; polling thread only (see the module doc).
+
+        Called every loop turn, so the last write of a burst is committed too, and a failed
+        commit is retried (every few seconds). Partitions no longer assigned are left to their
+        new owner.
+        """
+        if self.in_flight is not None and self.in_flight.done():
+            self.wait()
+        if not self.written or time.monotonic() < self.commit_after:
+            return
+        owned = self.consumer.assignment()
         offsets = {
             KafkaTP(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
-            for tp, off in next_offsets.items()
+            for tp, off in self.written.items()
+            if KafkaTP(tp.topic, tp.partition) in owned
         }
         try:
-            self.consumer.commit(offsets)
+            if offsets:
+                self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
         except KafkaError as exc:  # informational only: the warehouse holds the truth
-            log.warning("Kafka offset commit failed (harmless): %s", type(exc).__name__)
+            log.warning("Kafka offset commit failed (retried): %s", type(exc).__name__)
+            self.commit_after = time.monotonic() + COMMIT_TIMEOUT_MS / 1000
+            return
+        self.written.clear()
 
 
 def run_sink(
@@ -266,6 +306,7 @@ def run_sink(
             consumer.subscribe(sink_topics(settings.pipeline_topic_prefix), listener=loop)
             while not stop_event.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=poll_records)
+                resume_dropped_join(consumer)
                 now = time.monotonic()
                 if polled:
                     loop.handle(polled)
@@ -275,6 +316,7 @@ def run_sink(
                 ):
                     loop.flush()
                     last_flush = now
+                loop.commit_written()
                 if now - last_progress >= progress_every_s:
                     rate = (loop.rows - rows_at_progress) / (now - last_progress)
                     log.info("sink: %d records, %d rows, %.0f/s", loop.records, loop.rows, rate)
@@ -287,6 +329,7 @@ def run_sink(
                 ):
                     break  # idle since the (last) assignment: a batch run is done
             loop.flush(wait=True)
+            loop.commit_written()
     except KafkaError as exc:
         raise BrokerError(f"sink consumer failed: {type(exc).__name__}: {exc}") from exc
     finally:
