@@ -22,7 +22,7 @@ from pipeline.ardary.callbacks import CallbackRecord, kind_of, parse_callbacks
 from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import MAX_REQUEST_BYTES, RawRequest, dead_letter_for, decode_params
 from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
-from pipeline.ingress.publisher import KafkaPublisher, Publisher
+from pipeline.ingress.publisher import KafkaPublisher, Publisher, PublishItem
 from pipeline.records import DeadLetter
 from pipeline.serde import Codec, make_codec
 from pipeline.settings import Settings
@@ -248,15 +248,11 @@ class IngressApp:
         value = self._codec.encode(record)
         return topic, record_key(record), value, kind_of(record), record.event_id
 
-    async def _publish_all(self, items: list[tuple[str, bytes | None, bytes]]) -> None:
+    async def _publish_all(self, items: list[PublishItem]) -> None:
         publisher = self.publisher
         if publisher is None:
             raise BrokerError("ingress is not started")
-        async with asyncio.timeout(self._publish_timeout):
-            if len(items) == 1:
-                await publisher.publish(*items[0])
-            else:  # concurrently: the records share the producer's batches
-                await asyncio.gather(*(publisher.publish(*item) for item in items))
+        await publisher.publish(items, self._publish_timeout)
 
     async def _reject(
         self, request: RawRequest, reason: str, detail: str, received_at: datetime
@@ -360,7 +356,6 @@ def create_app(
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: required by the ingress")
 
         def factory() -> ManagedPublisher:
-            # No inner timer: the app's one asyncio.timeout per request bounds the wait.
             return KafkaPublisher(bootstrap)
 
     token = settings.pipeline_callback_token

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,13 +29,16 @@ class FakePublisher:
         self.gate: asyncio.Event | None = None
         self.waiting = 0
 
-    async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        if self.gate is not None:
-            self.waiting += 1
-            await self.gate.wait()
+    async def publish(
+        self, items: Sequence[tuple[str, bytes | None, bytes]], timeout: float
+    ) -> None:
+        async with asyncio.timeout(timeout):
+            if self.gate is not None:
+                self.waiting += 1
+                await self.gate.wait()
         if self.fail:
             raise BrokerError("fake broker down")
-        self.sent.append((topic, key, value))
+        self.sent.extend(items)
 
     async def ready(self) -> bool:
         return self.up

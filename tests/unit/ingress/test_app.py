@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from urllib.parse import quote
 
 import httpx
@@ -12,6 +13,7 @@ import pytest
 from pipeline.ingress import app as app_module
 from pipeline.ingress.app import IngressApp, create_app
 from pipeline.ingress.decode import MAX_REQUEST_BYTES
+from pipeline.ingress.publisher import PublishItem
 from pipeline.records import DeadLetter, IncomingSms, StatusCallback
 from pipeline.serde import AvroCodec
 from pipeline.settings import load_settings
@@ -301,12 +303,12 @@ async def test_one_failed_record_of_two_fails_the_request(
     app: IngressApp, codec: AvroCodec
 ) -> None:
     class HalfBroken(FakePublisher):
-        async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-            if topic.endswith("incoming-sms"):
+        async def publish(self, items: Sequence[PublishItem], within: float) -> None:
+            if any(topic.endswith("incoming-sms") for topic, _, _ in items):
                 from pipeline.errors import BrokerError
 
                 raise BrokerError("partition offline")
-            await super().publish(topic, key, value)
+            await super().publish(items, within)
 
     app.publisher = HalfBroken()
     query = f"{q('status', status_json())}&{q('message', incoming_json('hi'))}".encode()

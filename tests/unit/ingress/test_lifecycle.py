@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from pipeline.ingress.app import IngressApp
+from pipeline.ingress.publisher import PublishItem
 from pipeline.serde import AvroCodec
 from pipeline.settings import Settings
 
@@ -25,8 +27,8 @@ class ManagedFake(FakePublisher):
     async def stop(self) -> None:
         self.events.append("stop")
 
-    async def publish(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await super().publish(topic, key, value)
+    async def publish(self, items: Sequence[PublishItem], within: float) -> None:
+        await super().publish(items, within)
         self.events.append("published")
 
 
