@@ -54,12 +54,11 @@ class Publisher(Protocol):
 class _Request:
     """One request's wait: its future, and how many of its records are not yet acknowledged."""
 
-    __slots__ = ("deadline", "future", "left")
+    __slots__ = ("future", "left")
 
-    def __init__(self, future: asyncio.Future[None], left: int, deadline: float) -> None:
+    def __init__(self, future: asyncio.Future[None], left: int) -> None:
         self.future = future
         self.left = left
-        self.deadline = deadline
 
 
 class KafkaPublisher:
@@ -94,7 +93,6 @@ class KafkaPublisher:
         self._queue: list[tuple[PublishItem, _Request]] = []  # for the next flush
         self._open: dict[tuple[str, int], list[tuple[Any, list[_Request]]]] = {}  # unsent
         self._busy: set[tuple[str, int]] = set()  # a batch in flight (not yet acknowledged)
-        self._ready: set[tuple[str, int]] = set()  # records waiting, nothing in flight
         self._partitions: dict[str, tuple[float, list[int]]] = {}  # topic → (expiry, ids)
         self._flush_wakeup: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
@@ -166,9 +164,9 @@ class KafkaPublisher:
         if not self._up:
             raise BrokerError("broker unavailable")
         loop = asyncio.get_running_loop()
-        request = _Request(loop.create_future(), len(items), time.monotonic() + within)
+        request = _Request(loop.create_future(), len(items))
         self._queue.extend((item, request) for item in items)
-        heapq.heappush(self._deadlines, (request.deadline, next(self._seq), request))
+        heapq.heappush(self._deadlines, (time.monotonic() + within, next(self._seq), request))
         self._wake()
         await request.future
 
@@ -183,7 +181,7 @@ class KafkaPublisher:
         """Run `_flush` whenever records were queued or a partition became free."""
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue and not self._ready:
+            if not self._queue and not self._sendable():
                 self._flush_wakeup = loop.create_future()
                 await self._flush_wakeup
             await self._flush()  # fails its requests itself: it never raises
@@ -198,10 +196,11 @@ class KafkaPublisher:
         producer = self._producer
         queue, self._queue = self._queue, []
         sending: list[_Request] = []
+        now = time.monotonic()
         try:
             for (topic, key, value), request in queue:
                 partitions = self._partitions.get(topic)
-                if partitions is None or partitions[0] < time.monotonic():
+                if partitions is None or partitions[0] < now:
                     partitions = await self._load_partitions(topic)
                 choices = partitions[1]
                 if key is None:
@@ -219,10 +218,7 @@ class KafkaPublisher:
                     if builder.append(key=key, value=value, timestamp=None) is None:
                         raise BrokerError("record larger than a whole batch")
                 requests.append(request)
-                if tp not in self._busy:
-                    self._ready.add(tp)
-            ready, self._ready = self._ready, set()
-            for tp in ready:
+            for tp in self._sendable():
                 builders = self._open[tp]
                 builder, sending = builders.pop(0)
                 if not builders:
@@ -242,6 +238,10 @@ class KafkaPublisher:
                     request.future.set_exception(failure)
             self._fail_pending(failure)
 
+    def _sendable(self) -> list[tuple[str, int]]:
+        """Partitions with records waiting and no batch in flight."""
+        return [tp for tp in self._open if tp not in self._busy]
+
     async def _load_partitions(self, topic: str) -> tuple[float, list[int]]:
         known = sorted(await self._producer.partitions_for(topic))
         entry = self._partitions[topic] = (time.monotonic() + _PARTITIONS_TTL, known)
@@ -255,7 +255,6 @@ class KafkaPublisher:
                     if not request.future.done():
                         request.future.set_exception(failure)
         self._open.clear()
-        self._ready.clear()
 
     def _settle(
         self, tp: tuple[str, int], requests: list[_Request], delivery: asyncio.Future[Any]
@@ -264,7 +263,6 @@ class KafkaPublisher:
         let the partition's next batch go."""
         self._busy.discard(tp)
         if tp in self._open:
-            self._ready.add(tp)
             self._wake()
         error = None if delivery.cancelled() else delivery.exception()
         if delivery.cancelled() or error is not None:

@@ -12,6 +12,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.errors import BrokerError
+from pipeline.ingress import publisher as publisher_module
 from pipeline.ingress.publisher import KafkaPublisher
 
 PARTITIONS = [0, 1, 2]
@@ -224,18 +225,33 @@ async def test_failure_marks_down_fails_fast_then_recovers(
     await publisher.stop()
 
 
-async def test_unacknowledged_record_fails_within_its_timeout(
-    stub: Callable[[], StubProducer],
+class FakeClock:
+    """The publisher's `time` module, with a monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_unacknowledged_record_fails_by_its_deadline(
+    stub: Callable[[], StubProducer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    clock = FakeClock()
+    monkeypatch.setattr(publisher_module, "time", clock)
     publisher = KafkaPublisher("h:9092", probe_interval=10)
     await publisher.start()
     stub().mode = "never"
-    loop = asyncio.get_running_loop()
-    started = loop.time()
+    waiting = asyncio.create_task(publisher.publish([("t", None, b"v")], within=5.0))
+    await wait_for(lambda: stub().sends == 1)
+    assert not waiting.done()
+    # One watchdog tick before the deadline: the next check fails the request, so the caller
+    # never waits past its bound (the clock does not move on while the test waits).
+    clock.now += 5.0 - publisher_module._WATCHDOG_TICK
+    await wait_for(waiting.done)
     with pytest.raises(TimeoutError):
-        await publisher.publish([("t", None, b"v")], within=0.2)
-    # the bound holds from the caller's side (the watchdog fires before the deadline)
-    assert loop.time() - started <= 0.2 + 0.05
+        waiting.result()
     assert not publisher.broker_up
     await publisher.stop()
 
