@@ -14,7 +14,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[test]"
+	$(BIN)/pip install -q -e ".[dev,test]"
 	@touch $@
 
 system: ## install the Debian packages the tests use (PostgreSQL, wrk, Chromium), if missing
@@ -33,11 +33,13 @@ tools: ## helm (chart rendering test), built from the Go module proxy once (skip
 setup: $(STAMP) system jars tools ## venv + packages + Kafka jars + system packages + tools
 
 jars: $(STAMP) ## fetch Apache Kafka's jars from Maven Central into ~/.cache (once)
-	@$(BIN)/python -c "from pipeline.localkafka import ensure_jars; print('kafka jars:', ensure_jars())"
+	@$(BIN)/python -c "from pipeline.devtools.localkafka import ensure_jars; print('kafka jars:', ensure_jars())"
 
-lint: $(STAMP) ## ruff (lint + format check)
+lint: $(STAMP) ## ruff (lint + format), import-linter (the layers), deptry (declared dependencies)
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/ruff format --check pipeline tests
+	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 typecheck: $(STAMP) ## mypy --strict on pipeline/
 	$(BIN)/mypy

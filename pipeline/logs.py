@@ -22,6 +22,7 @@ _STANDARD_ATTRS = frozenset(
 ) | {"message", "asctime", "taskName"}
 
 # Third-party loggers that log payloads at DEBUG (aiokafka logs record values) or are noisy.
+_HANDLER_NAME = "ardary-json"
 _QUIET_LOGGERS = ("aiokafka", "kafka", "granian", "uvicorn", "uvicorn.access", "httpx")
 
 
@@ -51,11 +52,11 @@ def configure_logging(level: int | str = logging.INFO, stream: TextIO | None = N
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, "_ardary_json", False):
+        if handler.get_name() == _HANDLER_NAME:
             root.removeHandler(handler)
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler._ardary_json = True  # type: ignore[attr-defined]
+    handler.set_name(_HANDLER_NAME)
     root.addHandler(handler)
     root.setLevel(level)
     for name in _QUIET_LOGGERS:

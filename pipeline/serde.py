@@ -16,6 +16,7 @@ import dataclasses
 import json
 import os
 import struct
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +25,6 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
 import fastavro
-import fastavro.write
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from pipeline import records
@@ -50,11 +50,14 @@ R = TypeVar("R")
 
 
 def default_schema_dir() -> Path:
-    """Where the `.avsc` files are: `ARDARY_SCHEMA_DIR`, else `schemas/avro` of the checkout."""
+    """Where the `.avsc` files are: `ARDARY_SCHEMA_DIR`, else those an installed wheel carries
+    (`pipeline/schemas/avro`), else `schemas/avro` of the checkout (editable installs)."""
     override = os.environ.get("ARDARY_SCHEMA_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "schemas" / "avro"
+    here = Path(__file__).resolve().parent
+    packaged = here / "schemas" / "avro"
+    return packaged if packaged.is_dir() else here.parent / "schemas" / "avro"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,17 +126,19 @@ def _plain_millis(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_FASTAVRO_MILLIS = fastavro.write.LOGICAL_WRITERS["long-timestamp-millis"]
 
 
 def _millis(value: Any) -> Any:
-    """A datetime as Avro timestamp-millis, exactly as fastavro computes it."""
-    if isinstance(value, datetime) and value.tzinfo is not None:
-        delta = value - _EPOCH
-        return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
-    if value is None:
-        return None
-    return _FASTAVRO_MILLIS(value, {})  # naive datetimes (local time) and ints: as fastavro
+    """A datetime as Avro timestamp-millis, exactly as fastavro computes it (a test compares).
+
+    Naive datetimes are local time, as fastavro takes them; ints pass through.
+    """
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            delta = value - _EPOCH
+            return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+        return int(time.mktime(value.timetuple())) * 1000 + value.microsecond // 1000
+    return value
 
 
 class SchemaStore:

@@ -29,7 +29,7 @@ from uuid import uuid4
 import hypothesis  # noqa: F401
 import pytest
 
-from pipeline.localkafka import LocalKafka
+from pipeline.devtools.localkafka import LocalKafka
 
 # kafka-python 3.0 loads its protocol schemas at import time with the deprecated
 # `importlib.resources.read_text`; import it once here so `filterwarnings = error` does not turn

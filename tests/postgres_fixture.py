@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipeline.sinks.pgtemp import TempPostgres, find_pg_bin
+from pipeline.devtools.pgtemp import TempPostgres, find_pg_bin
 
 _SERVER: TempPostgres | None = None
 

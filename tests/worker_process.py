@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pipeline.agents.cli import READY_LINE
+from pipeline.kafka.worker import READY_LINE
 from pipeline.procutil import free_port
 
 __all__ = ["WorkerProcess", "free_port", "wait_for"]

@@ -16,11 +16,11 @@ from typing import Any
 
 import faust
 
-from pipeline.agents.codec import AvroFaustCodec
 from pipeline.agents.dashboard import register_dashboard
-from pipeline.agents.transport import PipelineTransport
 from pipeline.agents.web import register_web
 from pipeline.errors import ConfigError
+from pipeline.kafka.codec import AvroFaustCodec
+from pipeline.kafka.transport import PipelineTransport
 from pipeline.serde import make_codec
 from pipeline.settings import Settings
 from pipeline.topics import TOPICS
@@ -88,9 +88,9 @@ def create_app(
         key_serializer="raw",
         value_serializer="raw",
         # faust's own recovery can lose the first events after a rebalance (see the module)
-        TableManager="pipeline.agents.recovery:PipelineTableManager",
+        TableManager="pipeline.kafka.recovery:PipelineTableManager",
         # Avro values decoded in one call, not through faust's serializer registry (see it)
-        Schema="pipeline.agents.codec:AvroSchema",
+        Schema="pipeline.kafka.codec:AvroSchema",
     )
     # Before anything (topics, tables) asks the app for its transport; see the module.
     app.transport = PipelineTransport(app.conf.broker_consumer, app)

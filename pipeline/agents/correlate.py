@@ -15,7 +15,7 @@ Choices, written down:
   count gets the default keyed partitioner's choice (`partition_of`).
 - Orphans (callbacks before their send) are emitted at once with what is known; they merge when
   the send arrives. Callbacks without `id_sms_api` (keyed by phone, flagged) are skipped and
-  counted (`pipeline_agent_events_skipped{reason="no_id_sms_api"}`).
+  counted (`ardary_agent_events_skipped{reason="no_id_sms_api"}`).
 - `updated_at` is the latest event time of that message (`to_record` default), never the wall
   clock, so stream == batch.
 - TTL: a timer deletes states whose last event is older than `lifecycle_ttl_seconds` before
@@ -37,16 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.agents.batches import event_batches
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
-from pipeline.agents.produce import PartitionBatches, partition_of
-from pipeline.agents.tables import (
-    ROCKSDB_OPTIONS,
-    bind_event,
-    sweep,
-    table_write,
-    ttl_scan_interval,
-)
 from pipeline.core.lifecycle import (
     LifecycleState,
     apply,
@@ -54,6 +45,15 @@ from pipeline.core.lifecycle import (
     expired,
     message_id,
     to_record,
+)
+from pipeline.kafka.batches import event_batches
+from pipeline.kafka.produce import PartitionBatches, app_producer, partition_of
+from pipeline.kafka.tables import (
+    ROCKSDB_OPTIONS,
+    bind_event,
+    sweep,
+    table_write,
+    ttl_scan_interval,
 )
 from pipeline.records import ClickCallback, SendRequest, SendResult, SmsLifecycle, StatusCallback
 from pipeline.settings import Settings
@@ -201,7 +201,7 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         touched, skipped, latest = fold_events(((ev, ev.value) for ev in events), load, crash_on)
         watermark.advance(latest)
         emitted = 0
-        producer = app.producer._ensure_producer()
+        producer = app_producer(app)
         batches = PartitionBatches(producer)
         out_partitions = len(await producer.partitions_for(out_topic))  # cached metadata
         for mid, touch in touched.items():

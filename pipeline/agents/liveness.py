@@ -19,6 +19,8 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from pipeline.kafka.lag import committed_offsets
+
 __all__ = [
     "CRASH_EXIT_CODE",
     "Telemetry",
@@ -41,50 +43,50 @@ class Telemetry:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.events_processed = Counter(
-            "pipeline_agent_events_processed", "Events an agent processed.", ["agent"], registry=r
+            "ardary_agent_events_processed", "Events an agent processed.", ["agent"], registry=r
         )
         self.events_skipped = Counter(
-            "pipeline_agent_events_skipped",
+            "ardary_agent_events_skipped",
             "Events an agent skipped, by reason.",
             ["agent", "reason"],
             registry=r,
         )
         self.records_emitted = Counter(
-            "pipeline_agent_records_emitted", "Records an agent produced.", ["agent"], registry=r
+            "ardary_agent_records_emitted", "Records an agent produced.", ["agent"], registry=r
         )
         self.agent_up = Gauge(
-            "pipeline_agent_up", "1 while the agent's loop is running.", ["agent"], registry=r
+            "ardary_agent_up", "1 while the agent's loop is running.", ["agent"], registry=r
         )
         self.last_batch = Gauge(
-            "pipeline_agent_last_batch_timestamp_seconds",
+            "ardary_agent_last_batch_timestamp_seconds",
             "Wall-clock time of the agent's last processed batch.",
             ["agent"],
             registry=r,
         )
         self.consumer_lag = Gauge(
-            "pipeline_consumer_lag",
+            "ardary_consumer_lag",
             "Highwater minus committed offset, per agent and topic-partition.",
             ["agent", "topic", "partition"],
             registry=r,
         )
         self.lifecycle_table_size = Gauge(
-            "pipeline_lifecycle_table_size",
+            "ardary_lifecycle_table_size",
             "Live lifecycles in this worker's correlate table (as of the last TTL scan).",
             registry=r,
         )
         self.lifecycles_expired = Counter(
-            "pipeline_lifecycles_expired", "Lifecycles deleted by the TTL.", registry=r
+            "ardary_lifecycles_expired", "Lifecycles deleted by the TTL.", registry=r
         )
         self.metrics_too_late = Counter(
-            "pipeline_metrics_facts_too_late",
+            "ardary_metrics_facts_too_late",
             "Metric facts dropped because their window had closed (end + grace).",
             registry=r,
         )
         self.metrics_windows_expired = Counter(
-            "pipeline_metrics_windows_expired", "Closed metric windows forgotten.", registry=r
+            "ardary_metrics_windows_expired", "Closed metric windows forgotten.", registry=r
         )
         self.sms_window = Gauge(
-            "pipeline_sms_window",
+            "ardary_sms_window",
             "Latest SMS metrics window of this worker, per window size, login and field.",
             ["window", "login", "field"],
             registry=r,
@@ -157,7 +159,7 @@ def guarded(
 
 async def _lag_once(app: Any, telemetry: Telemetry) -> None:
     consumer = app.consumer
-    committed_by_tp = getattr(consumer, "_committed_offset", {})
+    committed_by_tp = committed_offsets(consumer)
     for tp in consumer.assignment():
         agents = [a for a, topics in telemetry.watched.items() if tp.topic in topics]
         if not agents:

@@ -21,7 +21,7 @@ per worker, and two workers would publish competing partial records under one ke
 
 Time: windows close at end + `metrics_grace_seconds` before the watermark = the largest fact
 time seen by that partition (capped at the wall clock). A contribution to a closed window is
-dropped and counted (`pipeline_metrics_facts_too_late`); a timer deletes closed windows and
+dropped and counted (`ardary_metrics_facts_too_late`); a timer deletes closed windows and
 their contributions (tombstones in the changelog), and stage 1 forgets owners whose facts all
 lie in closed windows. A window whose facts were all retracted is published once more with
 zero counts (not deleted), so a reader sees that it emptied.
@@ -43,7 +43,6 @@ from typing import Any
 import orjson
 
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
-from pipeline.agents.tables import ROCKSDB_OPTIONS, bind_event, sweep, table_put
 from pipeline.core.metrics import (
     WINDOWS,
     MetricFact,
@@ -55,6 +54,7 @@ from pipeline.core.metrics import (
     window_closed,
     window_keys,
 )
+from pipeline.kafka.tables import ROCKSDB_OPTIONS, bind_event, sweep, table_put
 from pipeline.records import CallEvent, IncomingSms, OptOut, SmsLifecycle, SmsMetricsWindow
 from pipeline.settings import Settings
 from pipeline.topics import metrics_key

@@ -63,7 +63,6 @@ import httpx
 from prometheus_client import Counter, Gauge
 
 from pipeline.agents.app import Streams
-from pipeline.agents.tables import as_current, sweep, ttl_scan_interval
 from pipeline.ardary.api import MessageOutcome
 from pipeline.ardary.codes import MISSING_IN_ANSWER, CodeCategory
 from pipeline.ardary.phones import normalize_phone
@@ -97,6 +96,8 @@ from pipeline.errors import (
     ArdaryTransientError,
     BrokerError,
 )
+from pipeline.kafka.readers import topic_partitions
+from pipeline.kafka.tables import as_current, sweep, ttl_scan_interval
 from pipeline.records import OptOut, SendRequest, SendResult
 from pipeline.settings import Settings
 
@@ -195,7 +196,7 @@ class OptOutBook:
         )
         try:
             await consumer.start()
-            parts = await _partitions(consumer, topic)
+            parts = await topic_partitions(consumer, topic)
             tps = [TopicPartition(topic, p) for p in parts]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
@@ -220,18 +221,6 @@ class OptOutBook:
             raise BrokerError(f"opt-out feed failed: {type(exc).__name__}") from exc
         finally:
             await consumer.stop()
-
-
-async def _partitions(consumer: Any, topic: str) -> list[int]:
-    deadline = time.monotonic() + 30.0
-    while True:
-        parts = consumer.partitions_for_topic(topic)
-        if parts:
-            return sorted(parts)
-        if time.monotonic() > deadline:
-            raise BrokerError(f"topic {topic} has no partitions (not created?)")
-        await consumer._client.force_metadata_update()  # no public refresh call
-        await asyncio.sleep(0.2)
 
 
 async def _caught_up(consumer: Any, ends: dict[Any, int]) -> bool:

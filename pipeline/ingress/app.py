@@ -22,7 +22,7 @@ from pipeline.ardary.callbacks import CallbackRecord, kind_of, parse_callbacks
 from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import MAX_REQUEST_BYTES, RawRequest, dead_letter_for, decode_params
 from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
-from pipeline.ingress.publisher import KafkaPublisher, Publisher, PublishItem
+from pipeline.kafka.publisher import KafkaPublisher, Publisher, PublishItem
 from pipeline.records import DeadLetter
 from pipeline.serde import Codec, make_codec
 from pipeline.settings import Settings

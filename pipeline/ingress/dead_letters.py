@@ -1,4 +1,4 @@
-"""`ardary-pipeline dead-letters list|replay`: inspect the dead-letter topic and re-drive it.
+"""The dead-letter topic: read it back, and re-drive its records through the ingress parser.
 
 A dead letter keeps the raw request byte for byte (method, query string, body, content type), so
 once the parser is fixed its records can be re-driven through exactly the code path the ingress
@@ -14,8 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-import click
-
 from pipeline.ardary.callbacks import parse_callbacks
 from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import RawRequest, decode_params
@@ -24,7 +22,7 @@ from pipeline.serde import Codec, make_codec
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import record_key, spec_for, topic_for_record
 
-__all__ = ["DeadLetterReader", "ReplayReport", "dead_letters", "replay_dead_letters"]
+__all__ = ["DeadLetterReader", "ReplayReport", "dead_letter_settings", "replay_dead_letters"]
 
 DEAD_LETTER_TOPIC = "callbacks.dead-letter"
 
@@ -41,7 +39,8 @@ class ReplayReport:
     )  # offset, reason, detail
 
 
-def _settings() -> Settings:
+def dead_letter_settings() -> Settings:
+    """The settings, which must name a broker (ConfigError otherwise)."""
     settings = load_settings()
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
@@ -143,48 +142,3 @@ def replay_dead_letters(settings: Settings, *, from_beginning: bool = False) -> 
         reader.close()
         producer.close(timeout=10)
     return report
-
-
-@click.group("dead-letters")
-def dead_letters() -> None:
-    """Inspect the dead-letter topic, or re-drive it through the (fixed) ingress parser."""
-
-
-@dead_letters.command("list")
-@click.option("--limit", default=100, show_default=True, help="Show at most this many.")
-def list_command(limit: int) -> None:
-    """Print one line per dead letter: offset, time, reason, size (never the raw content)."""
-    settings = _settings()
-    codec = make_codec(settings.schema_registry_url)
-    shown = 0
-    reader = DeadLetterReader(settings, codec, group=None, from_beginning=True)
-    for partition, offset, letter in reader:
-        if letter is None:
-            click.echo(f"{partition}:{offset}  (undecodable record)")
-        else:
-            click.echo(
-                f"{partition}:{offset}  {letter.received_at.isoformat()}  {letter.reason:<22} "
-                f"{letter.method} query={len(letter.raw)}B body={len(letter.body)}B  "
-                f"{letter.detail}"
-            )
-        shown += 1
-        if shown >= limit:
-            break
-    reader.close()
-    click.echo(f"{shown} dead letter(s) shown")
-
-
-@dead_letters.command("replay")
-@click.option(
-    "--from-beginning", is_flag=True, help="Re-drive every dead letter, not just new ones."
-)
-def replay_command(from_beginning: bool) -> None:
-    """Re-parse dead letters and publish the callbacks that are now understood."""
-    report = replay_dead_letters(_settings(), from_beginning=from_beginning)
-    for offset, reason, detail in report.still_failing:
-        click.echo(f"offset {offset}: still failing: {reason}: {detail}")
-    click.echo(
-        f"{report.dead_letters} dead letter(s) read, {report.replayed} re-driven "
-        f"({report.republished} callback record(s) published), "
-        f"{len(report.still_failing)} still failing"
-    )

@@ -58,7 +58,7 @@ class IngressMetrics:
     def collect(self) -> Iterator[Metric]:
         """The prometheus_client collector protocol (called at scrape time)."""
         requests = CounterMetricFamily(
-            "ingress_requests",
+            "ardary_ingress_requests",
             "HTTP requests by callback kind (or endpoint) and status code",
             labels=("kind", "code"),
         )
@@ -66,7 +66,7 @@ class IngressMetrics:
             requests.add_metric((kind, str(code)), count)
         yield requests
         records = CounterMetricFamily(
-            "ingress_records_published",
+            "ardary_ingress_records_published",
             "Callback records acknowledged by the broker, by kind",
             labels=("kind",),
         )
@@ -74,7 +74,7 @@ class IngressMetrics:
             records.add_metric((kind,), count)
         yield records
         dead = CounterMetricFamily(
-            "ingress_dead_letters",
+            "ardary_ingress_dead_letters",
             "Requests written to the dead-letter topic, by reason",
             labels=("reason",),
         )
@@ -87,13 +87,13 @@ class IngressMetrics:
             cumulative += count
             buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         yield HistogramMetricFamily(
-            "ingress_publish_seconds",
+            "ardary_ingress_publish_seconds",
             "Time from publish to broker acknowledgement of all records of a request",
             buckets=buckets,
             sum_value=self._latency_sum,
         )
         yield GaugeMetricFamily(
-            "ingress_in_flight", "Callback requests being processed", value=self._in_flight()
+            "ardary_ingress_in_flight", "Callback requests being processed", value=self._in_flight()
         )
 
     def render(self) -> bytes:

@@ -28,6 +28,7 @@ from kafka.structs import TopicPartition as KafkaTP
 
 from pipeline import records
 from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
+from pipeline.kafka.groupjoin import resume_dropped_join
 from pipeline.procutil import batch_gc
 from pipeline.serde import Codec, SchemaStore, make_codec
 from pipeline.settings import Settings
@@ -40,7 +41,6 @@ __all__ = [
     "SINK_TOPICS",
     "SinkStats",
     "consumer_config",
-    "resume_dropped_join",
     "run_sink",
     "sink_topics",
     "undecodable_dead_letter",
@@ -103,21 +103,6 @@ def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
         "metadata_max_age_ms": 5_000,
         "heartbeat_interval_ms": 2_000,
     }
-
-
-def resume_dropped_join(consumer: Any) -> None:
-    """Work around kafka-python 3.0.12 losing a group join that outlives a `poll()` timeout.
-
-    A poll whose timer runs out while JoinGroup/SyncGroup is in flight leaves the join running;
-    if the leader's own assignment made `need_rejoin()` false meanwhile, the next polls never
-    pick the finished join up and the member keeps its old (often empty) assignment for good —
-    the demo's sink sat idle 60 s this way. Asking for a rejoin makes the next poll join again.
-    """
-    coordinator: Any = getattr(consumer, "_coordinator", None)
-    task = getattr(coordinator, "_join_task", None)
-    if task is not None and task.is_done and not coordinator.need_rejoin():
-        log.info("group join finished after its poll timed out: rejoining")
-        coordinator.request_rejoin()
 
 
 def undecodable_dead_letter(

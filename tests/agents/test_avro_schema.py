@@ -11,7 +11,7 @@ from faust.exceptions import ValueDecodeError
 from faust.types.tuples import ConsumerMessage
 
 from pipeline.agents.app import create_app
-from pipeline.agents.codec import AvroSchema
+from pipeline.kafka.codec import AvroSchema
 from pipeline.records import StatusCallback
 from pipeline.settings import Settings
 

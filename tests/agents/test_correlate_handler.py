@@ -13,8 +13,8 @@ from pipeline.agents.correlate import (
     encode_value,
     fold_events,
 )
-from pipeline.agents.tables import ttl_scan_interval
 from pipeline.core.lifecycle import LifecycleState, batch_lifecycles
+from pipeline.kafka.tables import ttl_scan_interval
 from pipeline.records import ClickCallback, SendRequest, SendResult, StatusCallback
 from tests.agents.streamdata import make_events, shuffled_with_duplicates
 

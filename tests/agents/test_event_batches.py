@@ -17,7 +17,7 @@ from faust.types import TP
 from faust.types.tuples import ConsumerMessage
 
 from pipeline.agents.app import create_app
-from pipeline.agents.batches import event_batches
+from pipeline.kafka.batches import event_batches
 from pipeline.settings import Settings
 
 TOPIC = "t.callbacks.status"

@@ -58,7 +58,7 @@ async def test_guard_calls_crash_handler_on_exception() -> None:
     with pytest.raises(ValueError):
         await run(None)
     assert crashes == [("demo", "bad record")]
-    assert telemetry.registry.get_sample_value("pipeline_agent_up", {"agent": "demo"}) == 0
+    assert telemetry.registry.get_sample_value("ardary_agent_up", {"agent": "demo"}) == 0
 
 
 async def test_guard_lets_cancellation_through_without_crashing() -> None:

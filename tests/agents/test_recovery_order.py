@@ -12,7 +12,7 @@ import pytest
 from faust.types import TP
 
 from pipeline.agents.app import create_app
-from pipeline.agents.recovery import PipelineTableManager, SeekFirstRecovery
+from pipeline.kafka.recovery import PipelineTableManager, SeekFirstRecovery
 from pipeline.settings import Settings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.agents.tables import sweep
+from pipeline.kafka.tables import sweep
 
 
 class FakeTable:

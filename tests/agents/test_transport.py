@@ -14,7 +14,7 @@ import pytest
 from faust.types import TP
 
 from pipeline.agents.app import create_app
-from pipeline.agents.transport import PipelineConsumer, PipelineTransport, is_flow_wait
+from pipeline.kafka.transport import PipelineConsumer, PipelineTransport, is_flow_wait
 from pipeline.settings import load_settings
 
 

@@ -22,6 +22,7 @@ import pytest
 from pipeline.agents.optouts import optout_for
 from pipeline.core.lifecycle import batch_lifecycles
 from pipeline.core.metrics import batch_metrics_from_events
+from pipeline.kafka.admin import ensure_topics
 from pipeline.records import (
     ClickCallback,
     SendRequest,
@@ -29,7 +30,7 @@ from pipeline.records import (
     SmsMetricsWindow,
     StatusCallback,
 )
-from pipeline.topics import ensure_topics, metrics_key
+from pipeline.topics import metrics_key
 from tests.agents.streamdata import (
     TopicReader,
     make_events,
@@ -120,9 +121,9 @@ async def test_stream_equals_batch(stack: Any) -> None:
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
         text = (await client.get("/metrics")).text
-        assert 'pipeline_agent_events_processed_total{agent="correlate"}' in text
+        assert 'ardary_agent_events_processed_total{agent="correlate"}' in text
         deadline = time.monotonic() + 30  # the lag gauges are refreshed every LAG_INTERVAL_S
-        while 'pipeline_consumer_lag{agent="correlate"' not in text:
+        while 'ardary_consumer_lag{agent="correlate"' not in text:
             assert time.monotonic() < deadline, "no consumer-lag gauge for correlate"
             await asyncio.sleep(0.5)
             text = (await client.get("/metrics")).text

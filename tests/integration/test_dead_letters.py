@@ -14,9 +14,9 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 
 from pipeline.ingress.decode import RawRequest, dead_letter_for
+from pipeline.kafka.admin import ensure_topics
 from pipeline.records import StatusCallback
 from pipeline.serde import AvroCodec, SchemaStore
-from pipeline.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
 

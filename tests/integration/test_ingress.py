@@ -12,11 +12,12 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from pipeline.localkafka import LocalKafka
+from pipeline.devtools.localkafka import LocalKafka
+from pipeline.kafka.admin import ensure_topics
 from pipeline.records import DeadLetter
 from pipeline.serde import AvroCodec, SchemaStore
 from pipeline.settings import Settings, load_settings
-from pipeline.topics import TOPICS, ensure_topics, spec_for
+from pipeline.topics import TOPICS, spec_for
 from tests.unit.ingress.samples import incoming_json, seed_samples, status_json
 
 with warnings.catch_warnings():
@@ -78,7 +79,7 @@ def all_topics(prefix: str) -> list[str]:
 async def test_every_callback_is_in_kafka_and_every_reject_in_the_dead_letters(
     kafka_bootstrap: str, unique_prefix: str
 ) -> None:
-    from pipeline.ingress.runner import run_ingress
+    from pipeline.devtools.ingress_runner import run_ingress
 
     await asyncio.to_thread(ensure_topics, kafka_bootstrap, unique_prefix, 3)
     settings = ingress_settings(kafka_bootstrap, unique_prefix)
@@ -126,7 +127,7 @@ async def test_every_callback_is_in_kafka_and_every_reject_in_the_dead_letters(
 async def test_broker_outage_gives_503s_never_a_false_200_and_recovers(
     local_kafka_factory: Callable[..., LocalKafka], unique_prefix: str
 ) -> None:
-    from pipeline.ingress.runner import run_ingress
+    from pipeline.devtools.ingress_runner import run_ingress
 
     broker = local_kafka_factory()
     bootstrap = broker.start()

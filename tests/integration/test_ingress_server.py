@@ -14,8 +14,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from pipeline.kafka.admin import ensure_topics
 from pipeline.procutil import free_port
-from pipeline.topics import ensure_topics
 from tests.unit.ingress.samples import status_json
 
 pytestmark = pytest.mark.integration

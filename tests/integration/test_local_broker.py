@@ -19,7 +19,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from pipeline.localkafka import KAFKA_VERSION, LocalKafka
+from pipeline.devtools.localkafka import KAFKA_VERSION, LocalKafka
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import AvroCodec, SchemaStore
@@ -195,7 +195,7 @@ def test_broker_command_runs_until_sigint_and_leaves_no_jvm(
 def test_jvm_dies_with_a_sigkilled_python(tmp_path: Path, wait_until: Any) -> None:
     script = (
         "import sys\n"
-        "from pipeline.localkafka import LocalKafka\n"
+        "from pipeline.devtools.localkafka import LocalKafka\n"
         "k = LocalKafka()\n"
         "k.start()\n"
         "print(k.pid, k.data_dir, flush=True)\n"

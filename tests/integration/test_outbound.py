@@ -13,8 +13,8 @@ from uuid import uuid4
 import pytest
 
 from pipeline.ardary.api import format_ardary_time
+from pipeline.kafka.admin import ensure_topics
 from pipeline.records import ContactSyncRequest, ContactSyncResult, OptOut
-from pipeline.topics import ensure_topics
 from tests.integration.test_outbound_support import (
     LOGIN,
     SimulatorProcess,

@@ -10,7 +10,7 @@ from uuid import uuid4
 import httpx
 import pytest
 
-from pipeline.topics import ensure_topics
+from pipeline.kafka.admin import ensure_topics
 from tests.integration.test_outbound_support import (
     SimulatorProcess,
     TopicReader,
@@ -102,7 +102,7 @@ def diagnosis(
         gauges = [
             line
             for line in metrics.split("\n")
-            if line.startswith(("ardary_outbound", "pipeline_agent")) and not line.startswith("#")
+            if line.startswith(("ardary_outbound", "ardary_agent")) and not line.startswith("#")
         ]
     except httpx.HTTPError as exc:
         gauges = [f"metrics unavailable: {exc!r}"]

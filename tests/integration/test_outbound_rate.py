@@ -7,7 +7,7 @@ from uuid import uuid4
 
 import pytest
 
-from pipeline.topics import ensure_topics
+from pipeline.kafka.admin import ensure_topics
 from tests.integration.test_outbound_support import (
     SimulatorProcess,
     publish,

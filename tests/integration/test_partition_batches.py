@@ -7,7 +7,7 @@ from collections.abc import Callable
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from pipeline.agents.produce import PartitionBatches, partition_of
+from pipeline.kafka.produce import PartitionBatches, partition_of
 from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from pipeline import records
-from pipeline.publish import SendRequestPublisher
+from pipeline.kafka.send_requests import SendRequestPublisher
 from pipeline.serde import AvroCodec, SchemaStore
 
 pytestmark = pytest.mark.integration

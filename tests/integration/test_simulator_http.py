@@ -18,10 +18,10 @@ from starlette.routing import Route
 
 from pipeline.ardary.codes import CodeCategory
 from pipeline.clients.ardary_api import ArdaryClient, ArdaryOutcomeUnknown
+from pipeline.devtools.simulator.config import Account, SimulatorConfig
+from pipeline.devtools.simulator.runner import RunningSimulator, run_simulator, serve_app
 from pipeline.errors import ArdaryAuthError, ArdaryTransientError
 from pipeline.records import ContactSyncRequest, SendRequest
-from pipeline.simulator.config import Account, SimulatorConfig
-from pipeline.simulator.runner import RunningSimulator, run_simulator, serve_app
 
 pytestmark = pytest.mark.integration
 

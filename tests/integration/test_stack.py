@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.publish import SendRequestPublisher
+from pipeline.devtools.stack.stack import Stack, StackOptions, run_stack
+from pipeline.devtools.stack.traffic import demo_requests
+from pipeline.kafka.send_requests import SendRequestPublisher
 from pipeline.settings import load_settings
-from pipeline.stack.stack import Stack, StackOptions, run_stack
-from pipeline.stack.traffic import demo_requests
 
 pytestmark = pytest.mark.integration
 

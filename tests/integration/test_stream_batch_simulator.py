@@ -20,7 +20,9 @@ import pytest
 
 from pipeline.core.lifecycle import batch_lifecycles
 from pipeline.core.metrics import batch_metrics_from_events
-from pipeline.publish import SendRequestPublisher
+from pipeline.devtools.stack.stack import Stack, StackOptions, run_stack
+from pipeline.devtools.stack.traffic import demo_requests
+from pipeline.kafka.send_requests import SendRequestPublisher
 from pipeline.records import (
     CallEvent,
     ClickCallback,
@@ -32,8 +34,6 @@ from pipeline.records import (
     StatusCallback,
 )
 from pipeline.settings import load_settings
-from pipeline.stack.stack import Stack, StackOptions, run_stack
-from pipeline.stack.traffic import demo_requests
 from pipeline.topics import metrics_key
 from tests.agents.streamdata import TopicReader
 

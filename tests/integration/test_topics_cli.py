@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from pipeline.topics import TOPICS, describe_topics
+from pipeline.kafka.admin import describe_topics
+from pipeline.topics import TOPICS
 
 pytestmark = pytest.mark.integration
 

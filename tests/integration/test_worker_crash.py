@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from pipeline.agents.correlate import CRASH_ENV
+from pipeline.kafka.admin import ensure_topics
 from pipeline.records import SendRequest
-from pipeline.topics import ensure_topics
 from tests.agents.streamdata import produce
 from tests.worker_process import WorkerProcess
 

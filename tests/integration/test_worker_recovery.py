@@ -10,8 +10,8 @@ from uuid import uuid4
 import pytest
 
 from pipeline.core.lifecycle import batch_lifecycles
+from pipeline.kafka.admin import ensure_topics
 from pipeline.records import SendRequest, SendResult
-from pipeline.topics import ensure_topics
 from tests.agents.streamdata import TopicReader, make_events, produce, recent_base
 from tests.worker_process import WorkerProcess, wait_for
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.localkafka as lk
-from pipeline.errors import BrokerError, EnvironmentMissing
-from pipeline.localkafka import (
+import pipeline.devtools.localkafka as lk
+from pipeline.devtools.localkafka import (
     KAFKA_VERSION,
     POM_XML,
     LocalKafka,
@@ -22,6 +21,7 @@ from pipeline.localkafka import (
     render_log4j2_properties,
     render_server_properties,
 )
+from pipeline.errors import BrokerError, EnvironmentMissing
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = f"kafka_2.13-{KAFKA_VERSION}.jar"

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from pipeline.simulator.app import build_app
-from pipeline.simulator.config import SimulatorConfig
+from pipeline.devtools.simulator.app import build_app
+from pipeline.devtools.simulator.config import SimulatorConfig
 
 PHONE = "+33612345678"
 

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pipeline.simulator.config import SimulatorConfig
-from pipeline.simulator.dispatcher import callback_url_for
-from pipeline.simulator.plan import AcceptedMessage, plan_callbacks
+from pipeline.devtools.simulator.config import SimulatorConfig
+from pipeline.devtools.simulator.dispatcher import callback_url_for
+from pipeline.devtools.simulator.plan import AcceptedMessage, plan_callbacks
 
 AT = datetime(2024, 1, 10, 9, 30, 0, 250000, tzinfo=UTC)  # 10:30:00 in Paris (CET)
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.simulator.config import Account, SimulatorConfig, parse_accounts
-from pipeline.simulator.ledger import Ledger, LedgerEntry
-from pipeline.simulator.ratelimit import SlidingWindow
-from pipeline.simulator.rules import (
+from pipeline.devtools.simulator.config import Account, SimulatorConfig, parse_accounts
+from pipeline.devtools.simulator.ledger import Ledger, LedgerEntry
+from pipeline.devtools.simulator.ratelimit import SlidingWindow
+from pipeline.devtools.simulator.rules import (
     BadRequest,
     Header,
     account_codes,

@@ -13,7 +13,7 @@ import pytest
 from pipeline.ingress import app as app_module
 from pipeline.ingress.app import IngressApp, create_app
 from pipeline.ingress.decode import MAX_REQUEST_BYTES
-from pipeline.ingress.publisher import PublishItem
+from pipeline.kafka.publisher import PublishItem
 from pipeline.records import DeadLetter, IncomingSms, StatusCallback
 from pipeline.serde import AvroCodec
 from pipeline.settings import load_settings
@@ -333,11 +333,11 @@ async def test_health_ready_and_metrics(
     await client.get(f"{CB}?{q('status', status_json())}")
     await client.get(f"{CB}?status=broken")
     text = (await client.get("/metrics")).text
-    assert 'ingress_requests_total{code="200",kind="status"} 1.0' in text
-    assert 'ingress_requests_total{code="400",kind="invalid"} 1.0' in text
-    assert 'ingress_dead_letters_total{reason="invalid_json"} 1.0' in text
-    assert "ingress_publish_seconds_count 1.0" in text
-    assert "ingress_in_flight 0.0" in text
+    assert 'ardary_ingress_requests_total{code="200",kind="status"} 1.0' in text
+    assert 'ardary_ingress_requests_total{code="400",kind="invalid"} 1.0' in text
+    assert 'ardary_ingress_dead_letters_total{reason="invalid_json"} 1.0' in text
+    assert "ardary_ingress_publish_seconds_count 1.0" in text
+    assert "ardary_ingress_in_flight 0.0" in text
 
 
 async def test_parser_crash_is_dead_lettered_not_500(

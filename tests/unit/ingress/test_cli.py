@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from pipeline.cli import ingress as ingress_cli
 from pipeline.errors import ConfigError
-from pipeline.ingress import cli as ingress_cli
 
 from .conftest import TOKEN
 

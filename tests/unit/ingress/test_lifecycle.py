@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from pipeline.ingress.app import IngressApp
-from pipeline.ingress.publisher import PublishItem
+from pipeline.kafka.publisher import PublishItem
 from pipeline.serde import AvroCodec
 from pipeline.settings import Settings
 

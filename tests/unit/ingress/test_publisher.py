@@ -12,8 +12,8 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.errors import BrokerError
-from pipeline.ingress import publisher as publisher_module
-from pipeline.ingress.publisher import KafkaPublisher
+from pipeline.kafka import publisher as publisher_module
+from pipeline.kafka.publisher import KafkaPublisher
 
 PARTITIONS = [0, 1, 2]
 

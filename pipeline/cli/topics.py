@@ -1,0 +1,56 @@
+"""`ardary-pipeline topics create|list`: provision and inspect the pipeline's topics."""
+
+from __future__ import annotations
+
+import click
+
+from pipeline.errors import ConfigError
+from pipeline.kafka.admin import describe_topics, ensure_topics
+from pipeline.settings import load_settings
+from pipeline.topics import TOPICS
+
+__all__ = ["topics"]
+
+
+def _bootstrap() -> tuple[str, str, int]:
+    settings = load_settings()
+    if not settings.kafka_bootstrap_servers:
+        raise ConfigError(
+            "KAFKA_BOOTSTRAP_SERVERS is not set (start one with `ardary-pipeline broker`)"
+        )
+    return (
+        settings.kafka_bootstrap_servers,
+        settings.pipeline_topic_prefix,
+        settings.pipeline_partitions,
+    )
+
+
+@click.group()
+def topics() -> None:
+    """Create or list the pipeline's topics (names after PIPELINE_TOPIC_PREFIX)."""
+
+
+@topics.command("create")
+def create() -> None:
+    """Create the missing topics; existing ones are left unchanged (safe to run twice)."""
+    bootstrap, prefix, partitions = _bootstrap()
+    created = ensure_topics(bootstrap, prefix, partitions)
+    for name in created:
+        click.echo(f"created {name}")
+    click.echo(f"{len(created)} created, {len(TOPICS) - len(created)} already present")
+
+
+@topics.command("list")
+def list_() -> None:
+    """Print the pipeline's topics as they are on the broker, with their configs."""
+    bootstrap, prefix, _ = _bootstrap()
+    states = {s.name: s for s in describe_topics(bootstrap, prefix)}
+    click.echo(f"{'topic':<44} {'partitions':>10}  {'key':<14} configs")
+    for spec in TOPICS:
+        name = spec.full_name(prefix)
+        state = states.get(name)
+        if state is None:
+            click.echo(f"{name:<44} {'missing':>10}  {spec.key:<14}")
+            continue
+        configs = " ".join(f"{k}={v}" for k, v in sorted(state.config.items()))
+        click.echo(f"{name:<44} {state.partitions:>10}  {spec.key:<14} {configs}")

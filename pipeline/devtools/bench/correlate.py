@@ -1,0 +1,344 @@
+"""`ardary-pipeline bench correlate`: the correlate worker's throughput, overhead, latency, RSS.
+
+1. Pre-load N mixed events (request, result, sent, received per message) on fresh topics.
+2. Bare loop: aiokafka `getmany` → decode → encode → produce (batched, not awaiting each send)
+   over the same events → events/s, the ceiling of any consumer in Python on this machine.
+3. One worker (`--agents correlate`, RocksDB) drains them → events/s, from its
+   `/metrics` counter; `RATIO correlate_vs_bare=` worker / bare.
+4. Latency: status callbacks through the in-process ingress at a fixed rate; p99 from the
+   ingress's 200 to the lifecycle record read from `sms.lifecycle`.
+5. RSS of the worker process once it holds `--live` lifecycles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import quote
+from uuid import uuid4
+
+import click
+
+from pipeline import records
+from pipeline.devtools.bench.broker import bench_broker
+from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.readers import topic_partitions
+from pipeline.kafka.worker import READY_LINE
+from pipeline.procutil import free_port
+from pipeline.serde import make_codec
+from pipeline.settings import load_settings
+from pipeline.topics import record_key, topic_for_record
+
+__all__ = ["bench_correlate_command", "mixed_events"]
+
+SOURCES = ("sms.send-requests", "sms.send-results", "callbacks.status", "callbacks.clicks")
+_WORKER = (sys.executable, "-m", "pipeline", "worker", "--agents", "correlate")
+_COUNTER = re.compile(r'^ardary_agent_events_processed_total\{agent="correlate"\} (\S+)$', re.M)
+
+
+def mixed_events(n_events: int, base: datetime) -> list[records.Record]:
+    """`n_events` events, four per message: request, result, `sent`, `received`."""
+    out: list[records.Record] = []
+    for i in range((n_events + 3) // 4):
+        mid = f"b{i:08d}"
+        phone = f"+3361{i % 10_000_000:07d}"
+        t = base + timedelta(milliseconds=i)
+        out.append(records.SendRequest(mid, "bench", phone, "hello", t))
+        out.append(
+            records.SendResult(mid, "bench", phone, "SUBMITTED", t, sent_time=t, sms_per_message=1)
+        )
+        for k, status in enumerate(("sent", "received")):
+            at = t + timedelta(seconds=k + 1)
+            out.append(
+                records.StatusCallback(
+                    f"s-{mid}-{status}", phone, status, at, "{}", mid, "bench", date_status=at
+                )
+            )
+    return out[:n_events]
+
+
+async def _produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes]]) -> None:
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+    )
+    await producer.start()
+    try:
+        futs = [await producer.send(topic, value, key=key) for topic, key, value in items]
+        await producer.flush()
+        for fut in futs:
+            await fut
+    finally:
+        await producer.stop()
+
+
+async def _bare_loop(bootstrap: str, topics: list[str], out_topic: str, total: int) -> float:
+    """getmany → decode → encode → produce until `total` records passed; returns events/s."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    codec = make_codec(None)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 << 10)
+    await consumer.start()
+    await producer.start()
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in await topic_partitions(consumer, t)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        seen = 0
+        start = time.perf_counter()
+        while seen < total:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for msgs in batches.values():
+                for m in msgs:
+                    value = codec.encode(codec.decode(m.value))
+                    await producer.send(out_topic, value, key=m.key)
+                seen += len(msgs)
+        await producer.flush()
+        return total / (time.perf_counter() - start)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    try:
+        admin.create_topics([NewTopic(name, partitions, -1)])
+    finally:
+        admin.close()
+
+
+def _processed(port: int) -> float:
+    import httpx
+
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    found = _COUNTER.search(text)
+    return float(found.group(1)) if found else 0.0
+
+
+def _wait(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"timed out waiting for {what}")
+        time.sleep(step)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _drain_rate(port: int, target: float, timeout: float) -> float:
+    """Events/s between the first and the `target`-th processed event (polled from /metrics)."""
+    first: tuple[float, float] | None = None
+    deadline = time.monotonic() + timeout
+    while True:
+        n, t = _processed(port), time.perf_counter()
+        if first is None and n > 0:
+            first = (n, t)
+        if n >= target and first is not None:
+            return (n - first[0]) / max(t - first[1], 1e-9)
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"worker processed {n:.0f}/{target:.0f} in time")
+        time.sleep(0.05)
+
+
+async def _latency(
+    bootstrap: str, prefix: str, rate: float, seconds: float, base: datetime
+) -> list[float]:
+    """ms from each callback's HTTP 200 to its lifecycle record on the topic."""
+    import httpx
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from pipeline.devtools.ingress_runner import run_ingress
+
+    settings = load_settings(kafka_bootstrap_servers=bootstrap, pipeline_topic_prefix=prefix)
+    codec = make_codec(None)
+    acked: dict[str, float] = {}
+    seen: dict[str, float] = {}
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    topic = f"{prefix}sms.lifecycle"
+    consumer.assign([TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)])
+    await consumer.seek_to_end()
+    sending_done = False
+    all_seen = asyncio.Event()
+
+    async def read() -> None:
+        while True:
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.perf_counter()
+            for msgs in batches.values():
+                for m in msgs:
+                    if m.value is None:
+                        continue
+                    rec = codec.decode(m.value)
+                    if isinstance(rec, records.SmsLifecycle) and rec.id_sms_api.startswith("L"):
+                        seen.setdefault(rec.id_sms_api, now)
+            if sending_done and acked.keys() <= seen.keys():
+                all_seen.set()
+
+    reader = asyncio.create_task(read())
+    try:
+        async with (
+            run_ingress(settings) as ingress,
+            httpx.AsyncClient(timeout=10, limits=httpx.Limits(max_connections=64)) as client,
+        ):
+            url = ingress.callback_url(None)
+
+            async def one(i: int) -> None:
+                payload = {
+                    "user": "bench",
+                    "phone_number": "+33612345678",
+                    "status": "sent",
+                    "date_status": (base + timedelta(milliseconds=i)).isoformat(),
+                    "id_sms_api": f"L{i:07d}",
+                }
+                for _attempt in range(3):  # a kept-alive connection the server just closed
+                    try:
+                        resp = await client.get(f"{url}?status={quote(json.dumps(payload))}")
+                    except httpx.TransportError:
+                        continue
+                    if resp.status_code == 200:
+                        acked[f"L{i:07d}"] = time.perf_counter()
+                    return
+
+            tasks = []
+            start = time.perf_counter()
+            for i in range(int(rate * seconds)):
+                delay = start + i / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                tasks.append(asyncio.create_task(one(i)))
+            await asyncio.gather(*tasks)
+        sending_done = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_seen.wait(), 30)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
+        await consumer.stop()
+    return sorted(max(0.0, (seen[k] - acked[k]) * 1000) for k in acked if k in seen)
+
+
+def _p(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))]
+
+
+@click.command("correlate")
+@click.option("--events", "n_events", default=200_000, show_default=True)
+@click.option("--partitions", default=6, show_default=True)
+@click.option("--live", default=1_000_000, show_default=True, help="Lifecycles for RSS (0: skip).")
+@click.option("--rate", default=500.0, show_default=True, help="Callbacks/s for the latency run.")
+@click.option("--seconds", default=10.0, show_default=True, help="Latency run length.")
+@click.option("--store", default="rocksdb://", show_default=True)
+def bench_correlate_command(
+    n_events: int, partitions: int, live: int, rate: float, seconds: float, store: str
+) -> None:
+    """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
+    with bench_broker() as bootstrap:
+        _bench(bootstrap, n_events, partitions, live, rate, seconds, store)
+
+
+def _bench(
+    bootstrap: str,
+    n_events: int,
+    partitions: int,
+    live: int,
+    rate: float,
+    seconds: float,
+    store: str,
+) -> None:
+    prefix = f"bench{uuid4().hex[:6]}."
+    ensure_topics(bootstrap, prefix, partitions)
+    codec = make_codec(None)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    events = mixed_events(n_events, base)
+    items = [
+        (topic_for_record(type(e)).full_name(prefix), record_key(e), codec.encode(e))
+        for e in events
+    ]
+    asyncio.run(_produce(bootstrap, items))
+    click.echo(f"preloaded {len(items)} events on {partitions} partitions ({prefix})")
+
+    topics = [f"{prefix}{name}" for name in SOURCES]
+    _create_topic(bootstrap, f"{prefix}bench-bare-out", partitions)
+    bare = asyncio.run(_bare_loop(bootstrap, topics, f"{prefix}bench-bare-out", len(items)))
+    click.echo(f"bare getmany→decode→encode→produce: {bare:,.0f} events/s")
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PIPELINE_TOPIC_PREFIX": prefix,
+        "PIPELINE_PARTITIONS": str(partitions),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-correlate-") as tmp:
+        log_path = Path(tmp) / "worker.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(
+                [*_WORKER, "--web-port", str(port), "--data-dir", f"{tmp}/state", "--store", store],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            _wait(lambda: READY_LINE in log_path.read_text(errors="replace"), 120, "worker ready")
+            rate_worker = _drain_rate(port, len(items), 600)
+            click.echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
+
+            lat = asyncio.run(_latency(bootstrap, prefix, rate, seconds, base))
+            click.echo(
+                f"latency ingress 200 → sms.lifecycle at {rate:.0f}/s: n={len(lat)} "
+                f"p50={_p(lat, 0.5):.1f} ms p99={_p(lat, 0.99):.1f} ms"
+            )
+            if live:
+                done = _processed(port)
+                extra = [
+                    records.SendRequest(f"R{i:08d}", "bench", "+33612345678", "x", base)
+                    for i in range(live)
+                ]
+                asyncio.run(
+                    _produce(
+                        bootstrap,
+                        [
+                            (f"{prefix}sms.send-requests", record_key(e), codec.encode(e))
+                            for e in extra
+                        ],
+                    )
+                )
+                _wait(lambda: _processed(port) >= done + live, 1800, "live lifecycles", 1.0)
+                click.echo(f"worker RSS with {live:,} live lifecycles: {_rss_mb(proc.pid):.0f} MB")
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+    click.echo(f"RATIO correlate_vs_bare={rate_worker / bare:.2f}")

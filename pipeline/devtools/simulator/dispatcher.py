@@ -1,0 +1,113 @@
+"""Fires planned callbacks at the callback URL as Ardary does: GET ?param=<encoded JSON>.
+
+Background tasks, bounded concurrency, a few retries with exponential backoff on failure.
+The callback URL may carry the ingress token, so it is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Callable
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from pipeline.devtools.simulator.config import SimulatorConfig
+from pipeline.devtools.simulator.plan import AcceptedMessage, PlannedCallback, plan_callbacks
+
+__all__ = ["CallbackDispatcher", "callback_url_for"]
+
+log = logging.getLogger(__name__)
+
+_URI_COMPONENT_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
+
+
+def callback_url_for(base: str, cb: PlannedCallback) -> str:
+    """`base` with `?{param}={encodeURIComponent(json)}` appended (or `&…` if it has a query)."""
+    encoded = quote(orjson.dumps(dict(cb.payload)).decode(), safe=_URI_COMPONENT_SAFE)
+    return f"{base}{'&' if '?' in base else '?'}{cb.param}={encoded}"
+
+
+class CallbackDispatcher:
+    """Schedules each accepted message's plan; `on_stop` is told about STOP replies."""
+
+    def __init__(
+        self,
+        config: Callable[[], SimulatorConfig],
+        on_stop: Callable[[str], None],
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._config = config
+        self._on_stop = on_stop
+        self._http = http
+        self._own_http = http is None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sem: asyncio.Semaphore | None = None
+        self.stats: Counter[str] = Counter()
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            limits = httpx.Limits(max_connections=self._config().callback_concurrency)
+            self._http = httpx.AsyncClient(timeout=5.0, limits=limits)
+        return self._http
+
+    def schedule(self, message: AcceptedMessage) -> None:
+        """Plan `message`'s callbacks and start firing them in the background."""
+        config = self._config()
+        if config.callback_url is None:
+            return
+        if self._sem is None:
+            self._sem = asyncio.Semaphore(config.callback_concurrency)
+        for cb in plan_callbacks(config, message):
+            self.stats["planned"] += 1
+            task = asyncio.create_task(self._fire(config.callback_url, cb))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    @property
+    def pending(self) -> int:
+        """Callbacks planned and not yet delivered or given up."""
+        return len(self._tasks)
+
+    async def _fire(self, base: str, cb: PlannedCallback) -> None:
+        await asyncio.sleep(cb.delay)
+        if cb.joins_stop_list:
+            self._on_stop(cb.phone_number)
+        url = callback_url_for(base, cb)
+        assert self._sem is not None
+        config = self._config()
+        attempts = max(1, config.callback_attempts)
+        for attempt in range(1, attempts + 1):
+            problem: str
+            try:
+                async with self._sem:
+                    response = await self._client().get(url)
+                if response.status_code < 300:
+                    self.stats["delivered"] += 1
+                    self.stats[f"delivered:{cb.param}"] += 1
+                    return
+                problem = f"HTTP {response.status_code}"
+            except httpx.HTTPError as exc:
+                problem = type(exc).__name__
+            self.stats["attempt_failed"] += 1
+            if attempt < attempts:
+                await asyncio.sleep(config.callback_backoff_ms / 1000.0 * 2 ** (attempt - 1))
+        self.stats["gave_up"] += 1
+        log.warning("simulator gave up on a %s callback (%s): %s", cb.kind, cb.param, problem)
+
+    async def cancel_pending(self) -> None:
+        """Drop every callback not yet delivered (reset, shutdown)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel pending callbacks and close the HTTP client if this dispatcher made it."""
+        await self.cancel_pending()
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None

@@ -1,0 +1,140 @@
+"""Topic provisioning (kafka-python admin): create the pipeline's topics, describe them."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipeline.errors import BrokerError, ConfigError
+from pipeline.topics import TOPICS
+
+if TYPE_CHECKING:
+    from kafka.admin import KafkaAdminClient
+
+__all__ = ["TopicState", "describe_topics", "ensure_topics"]
+
+
+@dataclass(frozen=True, slots=True)
+class TopicState:
+    """A topic as the broker describes it."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+def _admin(bootstrap: str) -> KafkaAdminClient:
+    from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaAdminClient(
+            bootstrap_servers=bootstrap.split(","),
+            client_id="ardary-topics",
+            request_timeout_ms=15_000,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from exc
+
+
+def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
+    """Create the missing topics; existing ones are left as they are. Returns those created.
+
+    Idempotent: running it twice creates nothing the second time and changes nothing.
+    A topic that exists with another partition count than its co-partitioned siblings is
+    reported as a ConfigError, because correlation would silently miss events.
+    """
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    admin = _admin(bootstrap)
+    try:
+        existing = set(admin.list_topics())
+        wanted = [
+            NewTopic(
+                name=spec.full_name(prefix),
+                num_partitions=partitions,
+                replication_factor=-1,
+                topic_configs=dict(spec.config),
+            )
+            for spec in TOPICS
+            if spec.full_name(prefix) not in existing
+        ]
+        created: list[str] = []
+        for topic in wanted:
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process: fine
+        states = _wait_visible(admin, prefix, created)
+    except KafkaError as exc:
+        raise BrokerError(f"topic provisioning failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        admin.close()
+    counts = {
+        states[spec.full_name(prefix)].partitions
+        for spec in TOPICS
+        if spec.co_partitioned and spec.full_name(prefix) in states
+    }
+    if len(counts) > 1:
+        raise ConfigError(
+            f"PIPELINE_PARTITIONS: topics keyed by id_sms_api under {prefix!r} have different "
+            f"partition counts {sorted(counts)}; they must be equal"
+        )
+    return created
+
+
+def _wait_visible(
+    admin: KafkaAdminClient, prefix: str, created: list[str], timeout: float = 30.0
+) -> dict[str, TopicState]:
+    """Wait until new topics show their partitions and configs (metadata propagates async)."""
+    wanted = {spec.full_name(prefix): spec for spec in TOPICS}
+    deadline = time.monotonic() + timeout
+    while True:
+        states = {s.name: s for s in _describe(admin, prefix)}
+        pending = [
+            name
+            for name in created
+            if name not in states
+            or states[name].partitions == 0
+            or any(states[name].config.get(k) != v for k, v in wanted[name].config.items())
+        ]
+        if not pending or time.monotonic() > deadline:
+            return states
+        time.sleep(0.2)
+
+
+def _describe(admin: KafkaAdminClient, prefix: str) -> list[TopicState]:
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    names = [spec.full_name(prefix) for spec in TOPICS]
+    present = set(admin.list_topics())
+    names = [n for n in names if n in present]
+    if not names:
+        return []
+    described = admin.describe_topics(names)
+    partitions = {t["name"]: len(t["partitions"]) for t in described}
+    resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
+    answer = admin.describe_configs(resources)
+    configs: dict[str, dict[str, str]] = {n: {} for n in names}
+    for name, entries in answer.get("topic", {}).items():
+        for key, entry in entries.items():
+            if entry.get("config_source") == "DYNAMIC_TOPIC_CONFIG":
+                configs[name][key] = str(entry["value"])
+    return [TopicState(n, partitions.get(n, 0), configs[n]) for n in names]
+
+
+def describe_topics(bootstrap: str, prefix: str) -> list[TopicState]:
+    """The pipeline's topics as they are on the broker (missing ones are left out)."""
+    from kafka.errors import KafkaError
+
+    admin = _admin(bootstrap)
+    try:
+        return _describe(admin, prefix)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot describe topics: {type(exc).__name__}: {exc}") from exc
+    finally:
+        admin.close()

@@ -1,0 +1,112 @@
+"""Publishing send requests for upstream apps: a synchronous producer onto sms.send-requests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+from zoneinfo import ZoneInfo
+
+from pipeline.core.send_requests import parse_send_request
+from pipeline.errors import BrokerError
+from pipeline.records import SendRequest
+from pipeline.serde import Codec, make_codec
+from pipeline.topics import record_key, topic_for_record
+
+__all__ = ["SendRequestPublisher"]
+
+
+class SendRequestPublisher:
+    """A synchronous, batching publisher of send requests (kafka-python, acks=all, idempotent).
+
+    `publish` returns the request's id_sms_api as soon as the record is queued; `flush` (and
+    leaving the `with` block) waits until the broker acknowledged every queued record and
+    raises BrokerError if any failed.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        prefix: str = "ardary.",
+        login: str | None = None,
+        timezone: str = "Europe/Paris",
+        codec: Codec | None = None,
+        linger_ms: int = 20,
+    ) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self.topic = topic_for_record(SendRequest).full_name(prefix)
+        self.login = login
+        self.tz = ZoneInfo(timezone)
+        self.codec = codec or make_codec(None)
+        self._errors: list[Exception] = []
+        try:
+            self._producer = KafkaProducer(
+                bootstrap_servers=bootstrap.split(","),
+                client_id="ardary-publisher",
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=linger_ms,
+                batch_size=256 * 1024,
+                compression_type=None,
+            )
+        except KafkaError as exc:
+            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from exc
+
+    def publish(self, request: SendRequest | Mapping[str, Any]) -> str:
+        """Queue one request (a SendRequest, or a dict validated by parse_send_request)."""
+        from kafka.errors import KafkaError
+
+        if not isinstance(request, SendRequest):
+            request = parse_send_request(
+                request, now=datetime.now(UTC), default_login=self.login, tz=self.tz
+            )
+        try:
+            future = self._producer.send(
+                self.topic, self.codec.encode(request), key=record_key(request)
+            )
+        except KafkaError as exc:
+            raise BrokerError(f"cannot publish: {type(exc).__name__}") from exc
+        future.add_errback(self._errors.append)
+        return request.id_sms_api
+
+    def publish_many(self, requests: Iterable[SendRequest | Mapping[str, Any]]) -> list[str]:
+        """Queue every request, then flush; returns their ids in order."""
+        ids = [self.publish(r) for r in requests]
+        self.flush()
+        return ids
+
+    def flush(self, timeout: float = 60) -> None:
+        """Wait until every queued record is acknowledged; BrokerError if any was not."""
+        from kafka.errors import KafkaError
+
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise BrokerError(f"publish flush failed: {type(exc).__name__}") from exc
+        if self._errors:
+            first, count = self._errors[0], len(self._errors)
+            self._errors = []
+            raise BrokerError(f"{count} send request(s) not acknowledged: {type(first).__name__}")
+
+    def close(self) -> None:
+        self._producer.close(timeout=30)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        try:
+            if exc_type is None:
+                self.flush()
+        finally:
+            self.close()
+        return False

@@ -1,0 +1,133 @@
+"""Faust table helpers shared by the stateful agents (correlate, metrics, outbound).
+
+Writes go to the local store and, straight to the Kafka producer, to the changelog; expiry
+timers sweep a table with tombstones; and an event is made faust's "current event" so a table
+key lands in that event's partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+from pipeline.kafka.produce import PartitionBatches
+
+__all__ = [
+    "ROCKSDB_OPTIONS",
+    "as_current",
+    "bind_event",
+    "sweep",
+    "table_put",
+    "table_write",
+    "ttl_scan_interval",
+]
+
+# faust's RocksDB defaults (2 GiB block cache and 3 x 64 MiB memtables per partition DB) put a
+# correlate worker at 520 MB RSS with 1M lifecycles (measured); these bound it per partition DB.
+ROCKSDB_OPTIONS = {
+    "write_buffer_size": 8 << 20,
+    "max_write_buffer_number": 2,
+    "block_cache_size": 16 << 20,
+    "block_cache_compressed_size": 4 << 20,
+}
+
+
+def ttl_scan_interval(ttl_seconds: float) -> float:
+    """How often the TTL timer scans: an eighth of the TTL, between 5 s and 10 min."""
+    return max(5.0, min(ttl_seconds / 8.0, 600.0))
+
+
+@contextlib.contextmanager
+def as_current(event: Any) -> Iterator[None]:
+    """`bind_event` for the duration of a block, then restore the previous current event."""
+    from faust.streams import _current_event
+
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+def bind_event(event: Any) -> None:
+    """Make `event` faust's current event, so table reads and writes use its partition.
+
+    faust picks a table key's store and changelog partition from the current event; in a batch
+    (`take_events`, `event_batches`) that is the batch's last event, which may be another
+    partition's.
+    """
+    from faust.streams import _current_event
+
+    _current_event.set(weakref.ref(event))
+
+
+async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) -> Any:
+    """Set (or, with None, delete) a table key: local store plus changelog record.
+
+    Same effect as ``table[key] = value`` in `event`'s partition, but the changelog record goes
+    straight to the Kafka producer (batched) instead of faust's 100-message buffer, which
+    publishes one record at a time and capped this agent at ~1,400 events/s (measured).
+    The bytes are the JSON faust itself writes, so faust's recovery reads them unchanged. Cost:
+    faust's persisted changelog offset does not advance, so a restarted worker re-reads its
+    changelog from the start (idempotent, only slower).
+
+    Returns the changelog record's delivery future: await it before the batch's offsets may be
+    committed.
+    """
+    topic, partition, raw = _store(table, event, key, value)
+    return await app.producer.send(topic, key, raw, partition, None, None)
+
+
+def table_write(table: Any, event: Any, key: bytes, value: Any, batches: PartitionBatches) -> None:
+    """`table_put` for batch producers: the local store now, the changelog record in `batches`.
+
+    The caller awaits the delivery futures of `batches.send()` before the events' offsets may
+    be committed.
+    """
+    topic, partition, raw = _store(table, event, key, value)
+    batches.add(topic, partition, key, raw)
+
+
+def _store(table: Any, event: Any, key: bytes, value: Any) -> tuple[str, int, bytes | None]:
+    """Apply the write to the local store; return the changelog record's topic, partition, bytes."""
+    bind_event(event)
+    if value is None:
+        if key in table.data:
+            del table.data[key]
+    else:
+        table.data[key] = value
+    raw = None if value is None else orjson.dumps(value)
+    return table.changelog_topic.get_topic_name(), event.message.partition, raw
+
+
+def _partition_in_value(key: bytes, value: Any) -> int:
+    return int(value["p"])
+
+
+async def sweep(
+    table: Any,
+    victim: Callable[[bytes, Any], bool],
+    partition_of: Callable[[bytes, Any], int] = _partition_in_value,
+) -> list[bytes]:
+    """Delete every key of `table` that `victim(key, value)` picks: tombstone and local store.
+
+    Timers call this (no current event, so the changelog record is sent directly to the
+    partition `partition_of(key, value)` names: by default the value's "p"). It yields to the
+    loop every 5,000 keys so a big table does not stall the agents, and deletes only after the
+    scan: a store being iterated is never mutated.
+    """
+    victims: list[tuple[bytes, int]] = []
+    for n, (key, value) in enumerate(table.data.items()):
+        if n % 5000 == 4999:
+            await asyncio.sleep(0)
+        if victim(key, value):
+            victims.append((key, partition_of(key, value)))
+    for key, partition in victims:
+        table.send_changelog(partition, key, None, value_serializer="raw")
+        table.data.pop(key, None)
+    return [key for key, _ in victims]
