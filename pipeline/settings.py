@@ -7,6 +7,7 @@ Secrets are `SecretStr`, so a settings object printed or logged shows `*********
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,7 +29,18 @@ class Settings(BaseSettings):
     )
 
     kafka_bootstrap_servers: str | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_ca_file: Path | None = None
+    kafka_ssl_cert_file: Path | None = None
+    kafka_ssl_key_file: Path | None = None
     schema_registry_url: str | None = None
+    schema_registry_username: str | None = None
+    schema_registry_password: SecretStr | None = None
+    schema_registry_ca_file: Path | None = None
+    pipeline_replication_factor: int | None = Field(default=None, ge=1, le=32)
     pipeline_topic_prefix: str = "ardary."
     pipeline_callback_token: SecretStr | None = None
     pipeline_partitions: int = Field(default=6, ge=1, le=1000)
@@ -84,6 +96,31 @@ class Settings(BaseSettings):
             raise ValueError("must start with duckdb://, postgresql:// or parquet://")
         return value
 
+    @field_validator(
+        "kafka_ssl_ca_file",
+        "kafka_ssl_cert_file",
+        "kafka_ssl_key_file",
+        "schema_registry_ca_file",
+    )
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        protocol = self.kafka_security_protocol
+        if protocol.startswith("SASL_"):
+            for name in ("kafka_sasl_mechanism", "kafka_sasl_username", "kafka_sasl_password"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"{name.upper()} is required with {protocol}")
+        if (self.kafka_ssl_cert_file is None) != (self.kafka_ssl_key_file is None):
+            raise ValueError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        if (self.schema_registry_username is None) != (self.schema_registry_password is None):
+            raise ValueError("SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD go together")
+        return self
+
     @model_validator(mode="after")
     def _pii_key(self) -> Settings:
         if self.warehouse_pii == "hash" and self.warehouse_pii_key is None:
@@ -120,7 +157,8 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
-        loc = first.get("loc") or ("settings",)
-        name = str(loc[0]).upper()
+        loc = first.get("loc")
         message = str(first.get("msg", "invalid value")).removeprefix("Value error, ")
-        raise ConfigError(f"{name}: {message}") from None
+        if not loc:  # a rule across settings: its message names the variables itself
+            raise ConfigError(message) from None
+        raise ConfigError(f"{str(loc[0]).upper()}: {message}") from None
