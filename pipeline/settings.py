@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     schema_registry_password: SecretStr | None = None
     schema_registry_ca_file: Path | None = None
     pipeline_replication_factor: int | None = Field(default=None, ge=1, le=32)
+    ingress_spool_dir: Path | None = Path("data/ingress-spool")
+    ingress_spool_max_bytes: int = Field(default=1 << 30, ge=1 << 16)
+    ingress_publish_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
     pipeline_topic_prefix: str = "ardary."
     pipeline_callback_token: SecretStr | None = None
     pipeline_partitions: int = Field(default=6, ge=1, le=1000)
@@ -95,6 +98,11 @@ class Settings(BaseSettings):
         if not value.startswith(("duckdb://", "postgresql://", "postgres://", "parquet://")):
             raise ValueError("must start with duckdb://, postgresql:// or parquet://")
         return value
+
+    @field_validator("ingress_spool_dir", mode="before")
+    @classmethod
+    def _empty_disables(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator(
         "kafka_ssl_ca_file",

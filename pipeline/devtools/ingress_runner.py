@@ -16,7 +16,7 @@ import uvicorn
 
 from pipeline.errors import BrokerError
 from pipeline.ingress.app import IngressApp, create_app
-from pipeline.kafka.publisher import Publisher
+from pipeline.ingress.durable import Publisher
 from pipeline.settings import Settings
 
 __all__ = ["RunningIngress", "run_ingress"]

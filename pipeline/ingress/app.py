@@ -1,8 +1,9 @@
-"""The callback ingress as a bare ASGI app: verify, parse, publish, answer — nothing else.
+"""The callback ingress as a bare ASGI app: verify, parse, keep, answer — nothing else.
 
-No framework in the hot path (DESIGN.md: the server sets the ceiling, and a router costs
-~40 %). Every answer about a callback is given only after the broker has acknowledged what it
-promises: the records for a 200, the dead letter for a 400; otherwise 503.
+No framework in the hot path (measured: the server sets the ceiling, and a router costs ~40 %).
+Every answer about a callback is given only once what it promises is durable — the records for
+a 200, the dead letter for a 400 — acknowledged by the broker or fsync'd to the local spool
+(`pipeline.ingress.durable`); otherwise 503.
 """
 
 from __future__ import annotations
@@ -21,8 +22,10 @@ import orjson
 from pipeline.ardary.callbacks import CallbackRecord, kind_of, parse_callbacks
 from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import MAX_REQUEST_BYTES, RawRequest, dead_letter_for, decode_params
+from pipeline.ingress.durable import DurableDoor, Publisher
 from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
-from pipeline.kafka.publisher import KafkaPublisher, Publisher, PublishItem
+from pipeline.ingress.spool import SegmentSpool, SpoolFull, SpoolItem
+from pipeline.kafka.publisher import KafkaPublisher
 from pipeline.records import DeadLetter
 from pipeline.serde import Codec, make_codec
 from pipeline.settings import Settings
@@ -50,6 +53,7 @@ _JSON = b"application/json"
 _NOT_FOUND = orjson.dumps({"error": "not_found"})
 _TOO_LARGE = orjson.dumps({"error": "too_large", "detail": f"limit {MAX_REQUEST_BYTES} bytes"})
 _UNAVAILABLE = orjson.dumps({"error": "broker_unavailable"})
+_SPOOL_FULL = orjson.dumps({"error": "spool_full"})
 _SHUTTING_DOWN = orjson.dumps({"error": "shutting_down"})
 _NOT_ALLOWED = orjson.dumps({"error": "method_not_allowed"})
 _INTERNAL = orjson.dumps({"error": "internal"})
@@ -58,7 +62,7 @@ _INTERNAL = orjson.dumps({"error": "internal"})
 class ManagedPublisher(Publisher, Protocol):
     """A publisher the app owns: started in the ASGI lifespan, stopped (flushed) at shutdown."""
 
-    async def start(self) -> None: ...
+    async def start(self, *, wait_for_broker: bool = True) -> None: ...
 
     async def stop(self) -> None: ...
 
@@ -84,16 +88,21 @@ class IngressApp:
         token: str | None,
         publisher: Publisher | None = None,
         publisher_factory: Callable[[], ManagedPublisher] | None = None,
+        spool: SegmentSpool | None = None,
+        spool_factory: Callable[[], SegmentSpool] | None = None,
         parser: Parser = parse_callbacks,
-        publish_timeout: float = 5.0,
+        publish_timeout: float = 2.0,
         drain_timeout: float = 10.0,
         max_bytes: int = MAX_REQUEST_BYTES,
     ) -> None:
         if publisher is None and publisher_factory is None:
             raise ValueError("give a publisher or a publisher_factory")
-        self.publisher = publisher
+        self._publisher = publisher
         self._factory = publisher_factory
         self._managed: ManagedPublisher | None = None
+        self.spool = spool
+        self._spool_factory = spool_factory
+        self._door: DurableDoor | None = None
         self._codec = codec
         self._prefix = prefix
         self._tz = tz
@@ -105,10 +114,29 @@ class IngressApp:
         self._topics: dict[type, str] = {}
         self._dead_letter_topic = spec_for("callbacks.dead-letter").full_name(prefix)
         self._in_flight = 0
-        self.metrics = IngressMetrics(in_flight=lambda: self._in_flight)
+        self.metrics = IngressMetrics(
+            in_flight=lambda: self._in_flight,
+            broker_up=lambda: self.publisher is not None and self.publisher.broker_up,
+            spool=lambda: self.spool,
+        )
+        if publisher is not None:
+            self._door = DurableDoor(
+                publisher, spool, timeout=publish_timeout, metrics=self.metrics
+            )
         self._idle = asyncio.Event()
         self._idle.set()
         self._draining = False
+
+    @property
+    def publisher(self) -> Publisher | None:
+        """The publisher in use (the owned one once started)."""
+        return self._publisher
+
+    @publisher.setter
+    def publisher(self, publisher: Publisher | None) -> None:
+        self._publisher = publisher
+        if self._door is not None and publisher is not None:
+            self._door.publisher = publisher
 
     # ---- ASGI entry -------------------------------------------------------------------------
 
@@ -126,7 +154,7 @@ class IngressApp:
         elif path == "/healthz":
             await _respond(send, 200, b'{"status":"ok"}')
         elif path == "/readyz":
-            ok = self.publisher is not None and not self._draining and await self.publisher.ready()
+            ok = await self._ready()
             await _respond(
                 send, 200 if ok else 503, b'{"status":"%s"}' % (b"ready" if ok else b"unavailable")
             )
@@ -135,6 +163,12 @@ class IngressApp:
         else:
             self.metrics.request("other", 404)
             await _respond(send, 404, _NOT_FOUND)
+
+    async def _ready(self) -> bool:
+        """Ready while callbacks can be kept: the broker answers, or the spool has room."""
+        if self._draining or self.publisher is None or self._door is None:
+            return False
+        return self._door.accepting() or await self.publisher.ready()
 
     def _is_callback_path(self, path: str) -> bool:
         if self._token is None:
@@ -187,7 +221,9 @@ class IngressApp:
             return await self._reject(request, "no_callback", "no records", received_at)
         started = time.perf_counter()
         try:
-            await self._publish_all([(topic, key, value) for topic, key, value, _, _ in items])
+            spooled = await self._keep([(topic, key, value) for topic, key, value, _, _ in items])
+        except SpoolFull:
+            return 503, _SPOOL_FULL, "unavailable"
         except (BrokerError, TimeoutError):
             log.debug("publish failed: 503")
             return 503, _UNAVAILABLE, "unavailable"
@@ -199,7 +235,10 @@ class IngressApp:
             kinds.add(kind)
             accepted.append({"kind": kind, "topic": topic, "event_id": event_id})
         label = kinds.pop() if len(kinds) == 1 else "mixed"
-        return 200, orjson.dumps({"accepted": accepted}), label
+        answer: dict[str, Any] = {"accepted": accepted}
+        if spooled:
+            answer["spooled"] = True
+        return 200, orjson.dumps(answer), label
 
     async def _read(self, scope: Scope, receive: Receive, method: str) -> RawRequest:
         query: bytes = scope.get("query_string", b"")
@@ -248,11 +287,12 @@ class IngressApp:
         value = self._codec.encode(record)
         return topic, record_key(record), value, kind_of(record), record.event_id
 
-    async def _publish_all(self, items: list[PublishItem]) -> None:
-        publisher = self.publisher
-        if publisher is None:
+    async def _keep(self, items: list[SpoolItem]) -> bool:
+        """Make the records durable (Kafka or the spool); True when spooled."""
+        door = self._door
+        if door is None:
             raise BrokerError("ingress is not started")
-        await publisher.publish(items, self._publish_timeout)
+        return await door.keep(items)
 
     async def _reject(
         self, request: RawRequest, reason: str, detail: str, received_at: datetime
@@ -261,8 +301,8 @@ class IngressApp:
         letter: DeadLetter = dead_letter_for(request, reason, detail, received_at)
         try:
             value = self._codec.encode(letter)
-            await self._publish_all([(self._dead_letter_topic, None, value)])
-        except (BrokerError, TimeoutError):
+            await self._keep([(self._dead_letter_topic, None, value)])
+        except (BrokerError, TimeoutError, SpoolFull):
             return 503, _UNAVAILABLE, "unavailable"
         self.metrics.dead_letter(reason)
         log.warning("dead-lettered", extra={"reason": reason, "event_id": letter.event_id})
@@ -291,13 +331,34 @@ class IngressApp:
                 return
 
     async def startup(self) -> None:
-        """Start the owned publisher (if any); called by the ASGI lifespan."""
+        """Open the spool, start the owned publisher and the forwarder; ASGI lifespan.
+
+        With a spool the ingress starts even while the broker is unreachable (it spools and
+        connects in the background); without one an unreachable broker fails the start.
+        """
+        if self.spool is None and self._spool_factory is not None:
+            spool = self._spool_factory()
+            report = spool.open()
+            if report.entries:
+                log.info("spool holds records of an earlier run", extra={"entries": report.entries})
+            self.spool = spool
         if self._factory is not None and self._managed is None:
             managed = self._factory()
-            await managed.start()
+            await managed.start(wait_for_broker=self.spool is None)
             self._managed = managed
             self.publisher = managed
-        log.info("ingress started", extra={"token_configured": self._token is not None})
+        if self._door is None and self.publisher is not None:
+            self._door = DurableDoor(
+                self.publisher, self.spool, timeout=self._publish_timeout, metrics=self.metrics
+            )
+        elif self._door is not None:
+            self._door.spool = self.spool
+        if self._door is not None:
+            self._door.start()
+        log.info(
+            "ingress started",
+            extra={"token_configured": self._token is not None, "spool": self.spool is not None},
+        )
 
     async def shutdown(self) -> None:
         """Refuse new callbacks, wait for those in flight, then flush and stop the producer."""
@@ -306,9 +367,13 @@ class IngressApp:
             await asyncio.wait_for(self._idle.wait(), self._drain_timeout)
         except TimeoutError:
             log.warning("drain timed out", extra={"in_flight": self._in_flight})
+        if self._door is not None:
+            await self._door.stop()
         if self._managed is not None:
             await self._managed.stop()
             self._managed = None
+        if self.spool is not None and self._spool_factory is not None:
+            self.spool.close()  # an owned spool; records still in it wait for the next start
         log.info("ingress stopped")
 
 
@@ -342,14 +407,18 @@ def create_app(
     *,
     publisher: Publisher | None = None,
     codec: Codec | None = None,
-    publish_timeout: float = 5.0,
+    publish_timeout: float | None = None,
+    spool: SegmentSpool | None = None,
 ) -> IngressApp:
-    """The ingress app for these settings; without `publisher`, it owns a KafkaPublisher.
+    """The ingress app for these settings; without `publisher`, it owns a KafkaPublisher, and
+    without `spool`, the spool of INGRESS_SPOOL_DIR (none when that is empty).
 
-    Nothing connects here: the owned producer starts in the ASGI lifespan, in the process (and
-    event loop) that serves requests — granian imports the app in a worker process.
+    Nothing connects or opens here: the owned producer and spool start in the ASGI lifespan,
+    in the process (and event loop) that serves requests — granian imports the app in a worker
+    process.
     """
     factory: Callable[[], ManagedPublisher] | None = None
+    spool_factory: Callable[[], SegmentSpool] | None = None
     if publisher is None:
         bootstrap = settings.kafka_bootstrap_servers
         if not bootstrap:
@@ -357,6 +426,13 @@ def create_app(
 
         def factory() -> ManagedPublisher:
             return KafkaPublisher(bootstrap)
+
+        directory = settings.ingress_spool_dir
+        if spool is None and directory is not None:
+            limit = settings.ingress_spool_max_bytes
+
+            def spool_factory() -> SegmentSpool:
+                return SegmentSpool(directory, limit)
 
     token = settings.pipeline_callback_token
     return IngressApp(
@@ -366,7 +442,11 @@ def create_app(
         token=token.get_secret_value() if token is not None else None,
         publisher=publisher,
         publisher_factory=factory,
-        publish_timeout=publish_timeout,
+        spool=spool,
+        spool_factory=spool_factory,
+        publish_timeout=(
+            settings.ingress_publish_timeout_seconds if publish_timeout is None else publish_timeout
+        ),
     )
 
 

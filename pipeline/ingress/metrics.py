@@ -7,8 +7,10 @@ custom collector turns them into Prometheus families when `/metrics` is scraped.
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -24,6 +26,14 @@ __all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "IngressMetrics"]
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
+class SpoolView(Protocol):
+    """What the metrics read of the spool."""
+
+    records: int
+    bytes: int
+    oldest_at: float | None
+
+
 class IngressMetrics:
     """Requests by kind and code, records by kind, publish latency, dead letters, in flight.
 
@@ -31,8 +41,16 @@ class IngressMetrics:
     A registry per instance keeps several apps in one process (tests) independent.
     """
 
-    def __init__(self, in_flight: Callable[[], int] = lambda: 0) -> None:
+    def __init__(
+        self,
+        in_flight: Callable[[], int] = lambda: 0,
+        broker_up: Callable[[], bool] = lambda: True,
+        spool: Callable[[], SpoolView | None] = lambda: None,
+    ) -> None:
         self._in_flight = in_flight
+        self._broker_up = broker_up
+        self._spool = spool
+        self._forwarded = 0
         self._requests: dict[tuple[str, int], int] = {}
         self._records: dict[str, int] = {}
         self._dead_letters: dict[str, int] = {}
@@ -50,6 +68,9 @@ class IngressMetrics:
 
     def dead_letter(self, reason: str) -> None:
         self._dead_letters[reason] = self._dead_letters.get(reason, 0) + 1
+
+    def forwarded(self, records: int) -> None:
+        self._forwarded += records
 
     def observe_publish(self, seconds: float) -> None:
         self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
@@ -94,6 +115,36 @@ class IngressMetrics:
         )
         yield GaugeMetricFamily(
             "ardary_ingress_in_flight", "Callback requests being processed", value=self._in_flight()
+        )
+        yield GaugeMetricFamily(
+            "ardary_ingress_broker_up",
+            "1 while the broker takes records (0: callbacks go to the spool)",
+            value=1.0 if self._broker_up() else 0.0,
+        )
+        yield from self._spool_families()
+
+    def _spool_families(self) -> Iterator[Metric]:
+        spool = self._spool()
+        if spool is None:
+            return
+        yield GaugeMetricFamily(
+            "ardary_ingress_spool_records",
+            "Requests kept in the spool, waiting for the broker",
+            value=spool.records,
+        )
+        yield GaugeMetricFamily(
+            "ardary_ingress_spool_bytes", "Bytes the spool holds on disk", value=spool.bytes
+        )
+        age = 0.0 if spool.oldest_at is None else max(0.0, time.time() - spool.oldest_at)
+        yield GaugeMetricFamily(
+            "ardary_ingress_spool_oldest_age_seconds",
+            "Age of the oldest spooled request (0 when empty)",
+            value=age,
+        )
+        yield CounterMetricFamily(
+            "ardary_ingress_spool_forwarded_records",
+            "Records forwarded from the spool to Kafka",
+            value=self._forwarded,
         )
 
     def render(self) -> bytes:

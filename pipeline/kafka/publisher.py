@@ -23,12 +23,12 @@ import itertools
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any, Protocol, TypeAlias
+from typing import Any, TypeAlias
 
 from pipeline.errors import BrokerError
 from pipeline.kafka.produce import OpenBatches, partition_for
 
-__all__ = ["KafkaPublisher", "PublishItem", "Publisher"]
+__all__ = ["KafkaPublisher", "PublishItem"]
 
 log = logging.getLogger("pipeline.kafka.publisher")
 
@@ -37,18 +37,6 @@ PublishItem: TypeAlias = tuple[str, bytes | None, bytes]
 
 _WATCHDOG_TICK = 0.05  # seconds between deadline checks; deadlines are set this much early
 _PARTITIONS_TTL = 30.0  # seconds a topic's partition list is reused before asking again
-
-
-class Publisher(Protocol):
-    """Publishes the encoded records of one request; returns once the broker acknowledged all."""
-
-    async def publish(self, items: Sequence[PublishItem], within: float) -> None:
-        """Raise BrokerError (or TimeoutError) within `within` s unless all are acknowledged."""
-        ...
-
-    async def ready(self) -> bool:
-        """Whether the broker is reachable right now (cheap; may be cached briefly)."""
-        ...
 
 
 class _Request:
@@ -104,8 +92,23 @@ class KafkaPublisher:
     def broker_up(self) -> bool:
         return self._up
 
-    async def start(self) -> None:
-        """Connect; a broker that cannot be reached at start-up raises BrokerError."""
+    async def start(self, *, wait_for_broker: bool = True) -> None:
+        """Connect. A broker that cannot be reached raises BrokerError, unless
+        `wait_for_broker` is False (the ingress has a spool): then the publisher starts down
+        and connects in the background as soon as the broker answers."""
+        try:
+            await self._connect()
+        except BrokerError:
+            if wait_for_broker:
+                raise
+            log.warning("broker unreachable at start: connecting in the background")
+            self._up = False
+            self._probe = asyncio.get_running_loop().create_task(self._connect_until_up())
+            return
+        self._up = True
+
+    async def _connect(self) -> None:
+        """Create and start the producer and the publisher's tasks (BrokerError if unreachable)."""
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
@@ -128,10 +131,21 @@ class KafkaPublisher:
             ) from exc
         self._producer = producer
         self._open = OpenBatches(producer)
-        self._up = True
         loop = asyncio.get_running_loop()
         self._flusher = loop.create_task(self._flush_loop())
         self._watchdog = loop.create_task(self._watch_deadlines())
+
+    async def _connect_until_up(self) -> None:
+        while True:
+            await asyncio.sleep(self._probe_interval)
+            try:
+                await self._connect()
+            except BrokerError:
+                continue
+            self._up = True
+            self._ready_at = 0.0
+            log.info("broker reachable: publisher connected")
+            return
 
     async def stop(self) -> None:
         """Hand over what is queued, flush what aiokafka buffers, then close the producer."""
@@ -160,10 +174,12 @@ class KafkaPublisher:
                 log.warning("producer stop failed", extra={"error": type(exc).__name__})
 
     async def publish(self, items: Sequence[PublishItem], within: float) -> None:
-        if self._producer is None or self._flusher is None:
-            raise BrokerError("publisher is not started")
+        """Return once the broker acknowledged every record; BrokerError or TimeoutError
+        (within `within` s) otherwise. Fails at once while the broker is known to be down."""
         if not self._up:
             raise BrokerError("broker unavailable")
+        if self._producer is None or self._flusher is None:
+            raise BrokerError("publisher is not started")
         loop = asyncio.get_running_loop()
         request = _Request(loop.create_future(), len(items))
         self._queue.extend((item, request) for item in items)

@@ -26,6 +26,7 @@ class FakePublisher:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.fail = False
         self.up = True
+        self.broker_up = True
         self.gate: asyncio.Event | None = None
         self.waiting = 0
 

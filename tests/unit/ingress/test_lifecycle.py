@@ -21,7 +21,7 @@ class ManagedFake(FakePublisher):
         super().__init__()
         self.events = events
 
-    async def start(self) -> None:
+    async def start(self, *, wait_for_broker: bool = True) -> None:
         self.events.append("start")
 
     async def stop(self) -> None:
