@@ -125,6 +125,7 @@ async def test_a_full_spool_answers_503_and_logs_once_a_minute(
         assert full[0].json == {"error": "spool_full"}
         assert caplog.text.count("spool full") == 1
         assert spool.records == 1
+        publisher.up = False
         ready = await call_raw(app, "GET", "/readyz")
         assert ready.status == 503  # neither the broker nor the spool can take a callback
     finally:
