@@ -1,0 +1,173 @@
+"""The ingress keeps every callback while Kafka is down (the real command, broker and sink).
+
+Broker stopped → 1,000 callbacks from a client that never retries → 1,000 answers 200; the
+ingress is SIGKILLed while it holds them, started again, then the broker → every event_id is in
+Kafka, and in the warehouse exactly once (some are sent twice: Ardary's duplicates reach Kafka
+twice and are de-duplicated by event_id downstream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import duckdb
+import httpx
+import pytest
+
+from pipeline.devtools.localkafka import LocalKafka
+from pipeline.kafka.admin import ensure_topics
+from pipeline.procutil import free_port
+from pipeline.settings import load_settings
+from pipeline.sinks.runner import run_sink
+from tests.kafka_read import read_topic
+from tests.unit.ingress.samples import status_json
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "spool-Token-1"
+_INGRESS = (sys.executable, "-m", "pipeline", "ingress", "--host", "127.0.0.1")
+N = 1000
+DUPLICATES = 50  # callbacks Ardary sends twice: the second copy while the broker is down
+
+
+class Ingress:
+    """`ardary-pipeline ingress` as a subprocess on a fixed port and spool directory."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, wait_until: Callable[..., Any]) -> None:
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [*_INGRESS, "--port", str(self.port)],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        def ready() -> bool:
+            assert self.proc is not None and self.proc.poll() is None, self.log.read_text()
+            try:
+                return httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(ready, 60, 0.2, "the ingress to be ready")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def spooled(self) -> float:
+        text = httpx.get(f"{self.url}/metrics", timeout=5).text
+        for line in text.splitlines():
+            if line.startswith("ardary_ingress_spool_records "):
+                return float(line.split()[1])
+        raise AssertionError("no spool gauge")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture
+def ingress_factory(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Ingress]]:
+    made: list[Ingress] = []
+
+    def make(env: dict[str, str]) -> Ingress:
+        ingress = Ingress(env, free_port(), tmp_path / f"ingress-{len(made)}.log")
+        made.append(ingress)
+        return ingress
+
+    yield make
+    for ingress in made:
+        ingress.kill()
+
+
+async def _send_all(url: str, ids: list[str]) -> list[int]:
+    """One request per id, 32 at a time, never retried: the status codes."""
+    limits = httpx.Limits(max_connections=32)
+    async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
+        gate = asyncio.Semaphore(32)
+
+        async def one(mid: str) -> int:
+            async with gate:
+                q = quote(status_json(mid), safe="")
+                return (await client.get(f"/callbacks/{TOKEN}?status={q}")).status_code
+
+        return await asyncio.gather(*(one(mid) for mid in ids))
+
+
+def test_every_callback_survives_a_broker_outage_and_an_ingress_crash(
+    local_kafka_factory: Callable[..., LocalKafka],
+    ingress_factory: Callable[[dict[str, str]], Ingress],
+    unique_prefix: str,
+    tmp_path: Path,
+    wait_until: Callable[..., Any],
+) -> None:
+    broker = local_kafka_factory()
+    bootstrap = broker.start()
+    ensure_topics(bootstrap, unique_prefix, 3)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PIPELINE_TOPIC_PREFIX": unique_prefix,
+        "PIPELINE_CALLBACK_TOKEN": TOKEN,
+        "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    ids = [f"spool-{n:04d}" for n in range(N)]
+    first = ingress_factory(env)
+    first.start(wait_until)
+    # broker up: the duplicates' first copies go straight to Kafka
+    assert asyncio.run(_send_all(first.url, ids[:DUPLICATES])) == [200] * DUPLICATES
+
+    broker.stop()
+    codes = asyncio.run(_send_all(first.url, ids + ids[:DUPLICATES]))
+    assert codes == [200] * (N + DUPLICATES)  # a client that never retries loses nothing
+    assert first.spooled() >= N  # every request of the outage waits in the spool
+
+    first.kill()  # SIGKILL with everything still spooled
+    second = ingress_factory(env)
+    second.start(wait_until)  # the broker is still down: it starts and serves anyway
+    assert second.spooled() >= N
+
+    broker.start()  # same data dir, same port
+    wait_until(lambda: second.spooled() == 0, 90, 0.5, "the spool to drain")
+    second.stop()
+
+    topic = f"{unique_prefix}callbacks.status"
+    keys = [record.key.decode() for record in read_topic(bootstrap, topic)]
+    assert set(keys) == set(ids)  # every callback is in Kafka
+    assert len(keys) >= N + DUPLICATES  # the duplicates reached Kafka twice
+
+    warehouse = tmp_path / "warehouse.duckdb"
+    settings = load_settings(
+        kafka_bootstrap_servers=bootstrap,
+        pipeline_topic_prefix=unique_prefix,
+        warehouse_url=f"duckdb:///{warehouse}",
+    )
+    run_sink(settings, stop_event=threading.Event(), max_idle_s=3.0, group=f"{unique_prefix}wh")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        rows = con.execute("SELECT id_sms_api, event_id FROM callbacks_status").fetchall()
+    assert sorted(mid for mid, _ in rows) == sorted(ids)  # in the warehouse exactly once
+    assert len({event for _, event in rows}) == N
