@@ -58,12 +58,13 @@ def test_manifests_validate_against_kubernetes_schemas() -> None:
             "ConfigMap",
             "Secret",
             "Job",
-            "Deployment",
+            "StatefulSet",  # ingress (its spool volume)
+            "Service",
             "Service",
             "HorizontalPodAutoscaler",
-            "StatefulSet",
+            "StatefulSet",  # worker
             "Service",
-            "Deployment",
+            "Deployment",  # sink
         ]
     )
     version = "1.33.0"
@@ -83,7 +84,14 @@ def _containers(doc: dict[str, object]) -> list[dict[str, object]]:
 
 def test_probes_config_and_secrets_wiring() -> None:
     docs = {(d["kind"], d["metadata"]["name"]): d for d in manifests()}  # type: ignore[index]
-    ingress = _containers(docs[("Deployment", "demo-ardary-ingress")])[0]
+    ingress_set = docs[("StatefulSet", "demo-ardary-ingress")]
+    ingress = _containers(ingress_set)[0]
+    # the spool lives on the replica's own volume, mounted where INGRESS_SPOOL_DIR points
+    env = {e["name"]: e["value"] for e in ingress["env"]}  # type: ignore[union-attr,index]
+    mounts = {m["name"]: m["mountPath"] for m in ingress["volumeMounts"]}  # type: ignore[union-attr,index]
+    assert env["INGRESS_SPOOL_DIR"].startswith(mounts["spool"] + "/")
+    claims = ingress_set["spec"]["volumeClaimTemplates"]  # type: ignore[index]
+    assert [c["metadata"]["name"] for c in claims] == ["spool"]
     worker = _containers(docs[("StatefulSet", "demo-ardary-worker")])[0]
     for container in (ingress, worker):
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"  # type: ignore[index]
@@ -92,6 +100,7 @@ def test_probes_config_and_secrets_wiring() -> None:
         assert {"configMapRef", "secretRef"} == {next(iter(r)) for r in refs}  # type: ignore[union-attr]
     hpa = docs[("HorizontalPodAutoscaler", "demo-ardary-ingress")]
     assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"  # type: ignore[index]
+    assert hpa["spec"]["scaleTargetRef"]["kind"] == "StatefulSet"  # type: ignore[index]
     config = docs[("ConfigMap", "demo-ardary-config")]["data"]
     assert "ARDARY_ACCESS_KEY" not in config and "PIPELINE_CALLBACK_TOKEN" not in config  # type: ignore[operator]
     # every command the chart runs is a real subcommand (same check as docker-compose)
