@@ -38,6 +38,7 @@ __all__ = [
     "UNKNOWN_AFTER_CRASH",
     "BatchKey",
     "Done",
+    "GroupView",
     "InFlight",
     "Prepared",
     "PriorityBatcher",
@@ -159,6 +160,14 @@ class _Group(Generic[T]):
     items: list[tuple[float, T]] = field(default_factory=list)
 
 
+class GroupView(NamedTuple):
+    """One buffered group as a dispatcher sees it: its key, size and oldest arrival."""
+
+    key: BatchKey
+    size: int
+    oldest: float
+
+
 class PriorityBatcher(Generic[T]):
     """Buffered items grouped by BatchKey; hands out the most urgent batch first.
 
@@ -216,6 +225,21 @@ class PriorityBatcher(Generic[T]):
             del self._groups[best_key]
         self._size -= len(taken)
         return best_key, [item for _, item in taken]
+
+    def groups(self) -> list[GroupView]:
+        """The buffered groups, for a dispatcher that chooses by more than `pop` knows."""
+        return [GroupView(k, len(g.items), g.items[0][0]) for k, g in self._groups.items()]
+
+    def take(self, key: BatchKey, n: int) -> list[T]:
+        """Up to `n` of the oldest items of the group of `key` (none if it has no items)."""
+        group = self._groups.get(key)
+        if group is None:
+            return []
+        taken, group.items = group.items[:n], group.items[n:]
+        if not group.items:
+            del self._groups[key]
+        self._size -= len(taken)
+        return [item for _, item in taken]
 
     def remove_if(self, predicate: Callable[[T], bool]) -> list[T]:
         """Drop and return the buffered items matching `predicate` (revoked partitions)."""
