@@ -220,7 +220,7 @@ class SendingSchedule:
                 self._phones.clear()
             found = self._phones[phone] = self._rule(recipient_of(phone))
         rule_id, rule = found
-        moment = at.timestamp()
+        asked = moment = at.timestamp()
         utc_day = int(moment // _DAY_SECONDS)
         last_day = utc_day + HORIZON_DAYS
         while utc_day < last_day:
@@ -228,7 +228,7 @@ class SendingSchedule:
             index = bisect_right(day.ends, moment)  # the first period still open after `moment`
             if index < len(day.ends):
                 start = day.starts[index]
-                return at if start <= moment else datetime.fromtimestamp(start, UTC)
+                return at if start <= asked else datetime.fromtimestamp(start, UTC)
             utc_day += 1
             moment = float(utc_day * _DAY_SECONDS)
         return None

@@ -170,6 +170,15 @@ def test_holidays_are_injectable_and_only_closed_where_the_window_says_so() -> N
     assert SCHEDULE.next_opening(at, US_NY) is at
 
 
+def test_an_opening_at_midnight_utc_the_next_day_is_found_as_such() -> None:
+    # Monday 21:00 in São Paulo (UTC-3) is Tuesday 00:00 UTC: the search crosses a UTC day and
+    # lands exactly on an opening (found by hypothesis)
+    monday_evening = SendingWindow(frozenset({0}), 21 * 60, 21 * 60 + 15, holidays_closed=False)
+    schedule = SendingSchedule(SendingWindows({"*": monday_evening}))
+    sunday_evening = utc(2024, 1, 1, 0, 0)  # Sunday 21:00 local: closed
+    assert schedule.next_opening(sunday_evening, BR) == utc(2024, 1, 2, 0, 0)
+
+
 def test_naive_times_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         SCHEDULE.next_opening(datetime(2026, 3, 9, 12, 0), FR)
