@@ -120,8 +120,9 @@ def make_result(
     sent_time: datetime | None = None,
     attempts: int = 0,
     phone_number: str | None = None,
+    scheduled_for: datetime | None = None,
 ) -> SendResult:
-    """The one SendResult of `request`."""
+    """The one SendResult of `request` (`scheduled_for`: the future date_to_send Ardary got)."""
     return SendResult(
         id_sms_api=request.id_sms_api,
         login=request.login,
@@ -132,6 +133,7 @@ def make_result(
         sms_per_message=sms_per_message,
         sent_time=sent_time,
         attempts=attempts,
+        scheduled_for=scheduled_for,
     )
 
 
@@ -311,6 +313,8 @@ def encode_state(state: SendState, partition: int | None = None) -> bytes:
                 "attempts": r.attempts,
             },
         }
+        if r.scheduled_for is not None:  # only when set: older states' bytes stay the same
+            body["r"]["scheduled_for"] = _time(r.scheduled_for)
     if partition is not None:
         body["p"] = partition
     return json.dumps(body, separators=(",", ":")).encode()
@@ -364,6 +368,7 @@ def decode_state(raw: bytes) -> SendState:
             sms_per_message=r["sms_per_message"],
             sent_time=_parse_time(r["sent_time"]),
             attempts=int(r["attempts"]),
+            scheduled_for=_parse_time(r.get("scheduled_for")),
         )
         return Done(result, published=kind == "PUBLISHED")
     except (KeyError, TypeError, ValueError) as exc:
