@@ -61,6 +61,7 @@ class SendRequest:
     routing: Routing = "SERVER"
     sender_name: str | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    marketing: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,7 @@ class SendResult:
     sms_per_message: int | None = None
     sent_time: datetime | None = None
     attempts: int = 0
+    scheduled_for: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +215,7 @@ class SmsLifecycle:
     sms_per_message: int | None = None
     error_codes: tuple[str, ...] = ()
     metadata: Mapping[str, str] = field(default_factory=dict)
+    overdue_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,7 @@ class SmsMetricsWindow:
     click_through_rate: float | None = None
     p50_delivery_ms: int | None = None
     p95_delivery_ms: int | None = None
+    overdue: int = 0
 
 
 @dataclass(frozen=True, slots=True)

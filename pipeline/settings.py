@@ -7,14 +7,24 @@ Secrets are `SecretStr`, so a settings object printed or logged shows `*********
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    InstanceOf,
+    SecretStr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.windowspec import DEFAULT_WINDOWS, SendingWindows, parse_sending_windows
 
 __all__ = ["DEFAULT_ARDARY_BASE_URL", "Settings", "load_settings"]
 
@@ -67,6 +77,12 @@ class Settings(BaseSettings):
     outbound_max_attempts: int = Field(default=4, ge=1, le=20)
     outbound_max_concurrent: int = Field(default=16, ge=1, le=256)
     outbound_breaker_cooldown_seconds: float = Field(default=60.0, gt=0)
+    # Issue 17. JSON values are parsed by the validators below (NoDecode), so a bad one is a
+    # ValidationError naming its entry, not a settings-source error.
+    sending_windows: Annotated[InstanceOf[SendingWindows], NoDecode] = DEFAULT_WINDOWS
+    outbound_rate_per_login: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
+    outbound_pacing_seconds: float = Field(default=0.25, ge=0, le=5)
+    delivery_receipt_timeout_seconds: int = Field(default=48 * 3600, ge=1)
 
     @field_validator("ardary_timezone")
     @classmethod
@@ -91,6 +107,42 @@ class Settings(BaseSettings):
         ):
             raise ValueError("must be a JSON object mapping login to access key")
         return value
+
+    @field_validator("sending_windows", mode="before")
+    @classmethod
+    def _windows(cls, value: Any) -> Any:
+        if isinstance(value, dict):  # given as an object (tests, overrides) rather than JSON text
+            value = json.dumps(value)
+        return parse_sending_windows(value) if isinstance(value, str) else value
+
+    @field_serializer("sending_windows")
+    def _windows_shape(self, value: SendingWindows) -> dict[str, dict[str, str]]:
+        return value.describe()  # the SENDING_WINDOWS shape, not the internal one
+
+    @field_validator("outbound_rate_per_login", mode="before")
+    @classmethod
+    def _login_rates(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value) if value.strip() else {}
+        except ValueError:
+            raise ValueError("must be a JSON object mapping login to messages/s") from None
+        if not isinstance(parsed, dict):
+            raise ValueError("must be a JSON object mapping login to messages/s")
+        for login, rate in parsed.items():
+            if not login.strip():
+                raise ValueError('entry "": a login cannot be empty')
+            if (
+                isinstance(rate, bool)
+                or not isinstance(rate, int | float)
+                or not (0 < rate < math.inf)
+            ):
+                raise ValueError(
+                    f"entry {json.dumps(login)}: must be a number of messages/s above 0, "
+                    f"not {json.dumps(rate)}"
+                )
+        return parsed
 
     @field_validator("warehouse_url")
     @classmethod
@@ -133,6 +185,15 @@ class Settings(BaseSettings):
     def _pii_key(self) -> Settings:
         if self.warehouse_pii == "hash" and self.warehouse_pii_key is None:
             raise ValueError("WAREHOUSE_PII=hash needs WAREHOUSE_PII_KEY")
+        return self
+
+    @model_validator(mode="after")
+    def _receipt_timeout(self) -> Settings:
+        if self.delivery_receipt_timeout_seconds >= self.lifecycle_ttl_seconds:
+            raise ValueError(
+                "DELIVERY_RECEIPT_TIMEOUT_SECONDS must be shorter than LIFECYCLE_TTL_SECONDS "
+                "(a lifecycle is forgotten after that, so it could never become overdue)"
+            )
         return self
 
     @property

@@ -10,6 +10,8 @@ Choices where the two versions of the vendor docs disagree (the later one wins):
 - A message with a `url` but no `[Link]`/`[Lien_Tracking]` placeholder gets ` [Link]` appended:
   Ardary only inserts the tracked link where a placeholder is, and a url must not vanish.
 - `date_to_send` is Ardary's naive local time ("YYYY-MM-DD HH:MM:SS") in ARDARY_TIMEZONE.
+- A marketing message on the servers' route carries `marketing` and the STOP switch in both
+  spellings the docs show (`MARKETING_FIELDS`, see `build_send_payload`); nothing else changes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -33,6 +36,7 @@ from pipeline.records import ContactOutcome, ContactSyncRequest, Routing, SendOu
 __all__ = [
     "ARDARY_TIME_FORMAT",
     "LINK_PLACEHOLDERS",
+    "MARKETING_FIELDS",
     "ContactSyncOutcome",
     "MessageOutcome",
     "Mode",
@@ -49,6 +53,12 @@ Mode = Literal["test", "prod"]
 ARDARY_TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 LINK_PLACEHOLDERS: tuple[str, ...] = ("[Link]", "[Lien_Tracking]")
 _DEFAULT_ZONE = "Europe/Paris"
+# Per-message switches of a marketing message routed by Ardary's servers (sendSms): its own
+# `marketing` flag and its STOP mention, as the older doc spells it in its JSON example (`addStop`)
+# and in its PHP example (`add_stop`). Values are 0/1 flags, like `addReply`.
+MARKETING_FIELDS: Mapping[str, int] = MappingProxyType(
+    {"marketing": 1, "addStop": 1, "add_stop": 1}
+)
 
 # Severity order when one message carries several codes: the first category present decides.
 _OUTCOME_BY_CATEGORY: dict[CodeCategory, SendOutcome] = {
@@ -132,6 +142,19 @@ def build_send_payload(
 
     All messages must belong to `login` and `routing` and share one `sender_name` (Ardary
     takes the sender in the header): group requests by those before batching.
+
+    A `marketing` message routed SERVER (sendSms) also carries `MARKETING_FIELDS`: Ardary's
+    `marketing` flag and its STOP mention switched on, under both names the docs use (`addStop`
+    in the older doc's JSON example, `add_stop` in its PHP example). Both are sent rather than
+    one picked by dialect: this payload has a single dialect (the later doc's spellings), the
+    later doc documents neither switch, so nothing tells which one Ardary's servers read — and a
+    commercial SMS without its STOP mention breaks the law, while a JSON key the server does not
+    know is ignored. Transactional messages carry none of these keys (unchanged payload).
+
+    MOBILE routing (sendSmsSolo) has no STOP option (the older doc marks `addStop` "Not needed
+    for Mobile SMS routing") and its example posts no `marketing` either: the SMS leaves the
+    user's own phone as written, so nothing is added and the text is not edited — a marketing
+    text sent that way must carry its own opt-out wording.
     """
     if not messages:
         raise ValueError("a send request needs at least one message")
@@ -158,6 +181,8 @@ def build_send_payload(
             item["url"] = m.url
         if m.date_to_send is not None:
             item["date_to_send"] = format_ardary_time(m.date_to_send, zone)
+        if m.marketing and routing == "SERVER":
+            item.update(MARKETING_FIELDS)
         body.append(item)
     return {"header": header, "messages": body}
 

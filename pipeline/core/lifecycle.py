@@ -23,18 +23,25 @@ Rules, written down because the records allow conflicting facts:
   saturates at it beyond (still duplicate-proof), `first_click_at` stays exact.
 - Login and phone: the request's, else the result's, else the smallest seen in callbacks (an
   orphan — callbacks with no request — still yields a record with what is known).
+- Receipts that never came (DELIVERY_RECEIPT_TIMEOUT_SECONDS): the receipt is due `timeout`
+  after `submitted_at`, or after the result's `scheduled_for` when Ardary was asked to send
+  later. A message is overdue at `now` when that deadline has passed and no final status
+  (delivered or failed) had reached us by then — by our own clock, the ingress's
+  `received_at`, which is the clock the correlate timer runs on. Its record then carries
+  `overdue_since` = the deadline (and `updated_at` is at least that); a later receipt moves the
+  state on and keeps the field. `now` is an argument, so stream and batch agree given the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 
+from pipeline.core.lifecycle_facts import RequestFact, ResultFact, from_us, opt_dt, opt_us, to_us
 from pipeline.records import (
     ClickCallback,
-    SendOutcome,
     SendRequest,
     SendResult,
     SmsLifecycle,
@@ -55,7 +62,11 @@ __all__ = [
     "event_time",
     "expired",
     "is_final",
+    "is_overdue",
     "message_id",
+    "overdue_record",
+    "overdue_since",
+    "receipt_deadline",
     "time_to_deliver_ms",
     "to_record",
 ]
@@ -69,25 +80,6 @@ FAILED_STATUSES = frozenset(
     {"failed", "undelivered", "undeliverable", "rejected", "error", "expired"}
 )
 FINAL_STATES: frozenset[SmsState] = frozenset({"REJECTED", "SUPPRESSED", "FAILED", "DELIVERED"})
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_US = timedelta(microseconds=1)
-
-
-def _to_us(ts: datetime) -> int:
-    return (ts - _EPOCH) // _US
-
-
-def _from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-def _opt_us(ts: datetime | None) -> int | None:
-    return None if ts is None else _to_us(ts)
-
-
-def _opt_dt(us: int | None) -> datetime | None:
-    return None if us is None else _from_us(int(us))
 
 
 def _min_opt(a: datetime | None, b: datetime | None) -> datetime | None:
@@ -107,93 +99,6 @@ def _min_str(a: str | None, b: str | None) -> str | None:
 
 
 @dataclass(frozen=True, slots=True)
-class RequestFact:
-    """What the lifecycle keeps of a `SendRequest`."""
-
-    login: str
-    phone_number: str
-    requested_at: datetime
-    metadata: tuple[tuple[str, str], ...] = ()
-
-    def order_key(self) -> tuple[int, str, str, tuple[tuple[str, str], ...]]:
-        """Total order; the smallest request wins (the first time it was asked for)."""
-        return (_to_us(self.requested_at), self.login, self.phone_number, self.metadata)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (part of `LifecycleState.to_dict`)."""
-        return {
-            "login": self.login,
-            "phone_number": self.phone_number,
-            "requested_at": _to_us(self.requested_at),
-            "metadata": [list(kv) for kv in self.metadata],
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RequestFact:
-        """Inverse of `to_dict`."""
-        return cls(
-            login=d["login"],
-            phone_number=d["phone_number"],
-            requested_at=_from_us(int(d["requested_at"])),
-            metadata=tuple((str(k), str(v)) for k, v in d.get("metadata", ())),
-        )
-
-
-_OUTCOME_RANK: dict[str, int] = {"FAILED": 0, "SUPPRESSED": 1, "REJECTED": 2, "SUBMITTED": 3}
-
-
-@dataclass(frozen=True, slots=True)
-class ResultFact:
-    """What the lifecycle keeps of a `SendResult`."""
-
-    outcome: SendOutcome
-    completed_at: datetime
-    login: str
-    phone_number: str
-    sent_time: datetime | None = None
-    error_codes: tuple[str, ...] = ()
-    sms_per_message: int | None = None
-
-    def order_key(self) -> tuple[Any, ...]:
-        """Total order; the largest result wins (SUBMITTED first, then the latest)."""
-        return (
-            self.outcome == "SUBMITTED",
-            _to_us(self.completed_at),
-            _OUTCOME_RANK.get(self.outcome, -1),
-            -1 if self.sent_time is None else _to_us(self.sent_time),
-            self.error_codes,
-            -1 if self.sms_per_message is None else self.sms_per_message,
-            self.login,
-            self.phone_number,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able form (part of `LifecycleState.to_dict`)."""
-        return {
-            "outcome": self.outcome,
-            "completed_at": _to_us(self.completed_at),
-            "login": self.login,
-            "phone_number": self.phone_number,
-            "sent_time": _opt_us(self.sent_time),
-            "error_codes": list(self.error_codes),
-            "sms_per_message": self.sms_per_message,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ResultFact:
-        """Inverse of `to_dict`."""
-        return cls(
-            outcome=d["outcome"],
-            completed_at=_from_us(int(d["completed_at"])),
-            login=d["login"],
-            phone_number=d["phone_number"],
-            sent_time=_opt_dt(d.get("sent_time")),
-            error_codes=tuple(d.get("error_codes", ())),
-            sms_per_message=d.get("sms_per_message"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class LifecycleState:
     """Accumulated facts for one `id_sms_api`; every field merges order-independently."""
 
@@ -208,22 +113,24 @@ class LifecycleState:
     click_ids: frozenset[str] = frozenset()
     callback_login: str | None = None
     callback_phone: str | None = None
+    final_seen_at: datetime | None = None  # when a delivered/failed status first reached us
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (times as integer microseconds since the epoch, UTC) for the table."""
         return {
             "v": 1,
             "id_sms_api": self.id_sms_api,
-            "last_event_at": _to_us(self.last_event_at),
+            "last_event_at": to_us(self.last_event_at),
             "request": None if self.request is None else self.request.to_dict(),
             "result": None if self.result is None else self.result.to_dict(),
-            "sent_at": _opt_us(self.sent_at),
-            "delivered_at": _opt_us(self.delivered_at),
-            "failed_at": _opt_us(self.failed_at),
-            "first_click_at": _opt_us(self.first_click_at),
+            "sent_at": opt_us(self.sent_at),
+            "delivered_at": opt_us(self.delivered_at),
+            "failed_at": opt_us(self.failed_at),
+            "first_click_at": opt_us(self.first_click_at),
             "click_ids": sorted(self.click_ids),
             "callback_login": self.callback_login,
             "callback_phone": self.callback_phone,
+            "final_seen_at": opt_us(self.final_seen_at),
         }
 
     @classmethod
@@ -231,16 +138,17 @@ class LifecycleState:
         """Rebuild a state saved with `to_dict`."""
         return cls(
             id_sms_api=d["id_sms_api"],
-            last_event_at=_from_us(int(d["last_event_at"])),
+            last_event_at=from_us(int(d["last_event_at"])),
             request=None if d.get("request") is None else RequestFact.from_dict(d["request"]),
             result=None if d.get("result") is None else ResultFact.from_dict(d["result"]),
-            sent_at=_opt_dt(d.get("sent_at")),
-            delivered_at=_opt_dt(d.get("delivered_at")),
-            failed_at=_opt_dt(d.get("failed_at")),
-            first_click_at=_opt_dt(d.get("first_click_at")),
+            sent_at=opt_dt(d.get("sent_at")),
+            delivered_at=opt_dt(d.get("delivered_at")),
+            failed_at=opt_dt(d.get("failed_at")),
+            first_click_at=opt_dt(d.get("first_click_at")),
             click_ids=frozenset(d.get("click_ids", ())),
             callback_login=d.get("callback_login"),
             callback_phone=d.get("callback_phone"),
+            final_seen_at=opt_dt(d.get("final_seen_at")),
         )
 
 
@@ -309,6 +217,7 @@ def apply(state: LifecycleState | None, event: LifecycleEvent) -> LifecycleState
             sent_time=event.sent_time,
             error_codes=tuple(event.error_codes),
             sms_per_message=event.sms_per_message,
+            scheduled_for=event.scheduled_for,
         )
         if state.result is None or res.order_key() > state.result.order_key():
             state = replace(state, result=res)
@@ -323,9 +232,17 @@ def apply(state: LifecycleState | None, event: LifecycleEvent) -> LifecycleState
         if status in SENT_STATUSES:
             state = replace(state, sent_at=_min_opt(state.sent_at, when))
         elif status in DELIVERED_STATUSES:
-            state = replace(state, delivered_at=_min_opt(state.delivered_at, when))
+            state = replace(
+                state,
+                delivered_at=_min_opt(state.delivered_at, when),
+                final_seen_at=_min_opt(state.final_seen_at, at),
+            )
         elif status in FAILED_STATUSES:
-            state = replace(state, failed_at=_min_opt(state.failed_at, when))
+            state = replace(
+                state,
+                failed_at=_min_opt(state.failed_at, when),
+                final_seen_at=_min_opt(state.final_seen_at, at),
+            )
     else:
         when = event.date or event.received_at
         state = replace(
@@ -353,21 +270,91 @@ def _state_of(state: LifecycleState) -> SmsState:
     return "REQUESTED"
 
 
-def to_record(state: LifecycleState, *, updated_at: datetime | None = None) -> SmsLifecycle:
+def _submitted_at(state: LifecycleState) -> datetime | None:
+    res = state.result
+    if res is None or res.outcome != "SUBMITTED":
+        return None
+    return res.sent_time or res.completed_at
+
+
+def receipt_deadline(state: LifecycleState, timeout_seconds: float) -> datetime | None:
+    """When the delivery receipt is due: `timeout` after submission, or after `scheduled_for`.
+
+    None for a message Ardary did not accept (nothing to wait for).
+    """
+    submitted_at = _submitted_at(state)
+    if submitted_at is None:
+        return None
+    scheduled = state.result.scheduled_for if state.result else None
+    start = max(submitted_at, scheduled) if scheduled else submitted_at
+    return start + timedelta(seconds=timeout_seconds)
+
+
+def overdue_since(state: LifecycleState, now: datetime, timeout_seconds: float) -> datetime | None:
+    """The receipt deadline if it passed by `now` before any final status reached us, else None.
+
+    Stays set once a late delivered/failed status comes (the state moves on, the field stays).
+    """
+    deadline = receipt_deadline(state, timeout_seconds)
+    if deadline is None or deadline > now:
+        return None
+    if state.final_seen_at is not None and state.final_seen_at < deadline:
+        return None  # the receipt was in time
+    return deadline
+
+
+def is_overdue(state: LifecycleState, now: datetime, timeout_seconds: float) -> bool:
+    """True for a message SUBMITTED or SENT, with no final status, past its receipt deadline."""
+    return state.final_seen_at is None and overdue_since(state, now, timeout_seconds) is not None
+
+
+def overdue_record(
+    state: LifecycleState,
+    now: datetime,
+    timeout_seconds: float,
+    *,
+    since: datetime | None = None,
+) -> SmsLifecycle | None:
+    """The record a timer emits for an overdue message, else None.
+
+    With `since` (the timer's previous run), only a message whose deadline fell in
+    (since, now] — each overdue message is then emitted once; re-emitting is harmless
+    (the same record, compacted by id).
+    """
+    if not is_overdue(state, now, timeout_seconds):
+        return None
+    deadline = receipt_deadline(state, timeout_seconds)
+    if since is not None and deadline is not None and deadline <= since:
+        return None
+    return to_record(state, now=now, receipt_timeout_seconds=timeout_seconds)
+
+
+def to_record(
+    state: LifecycleState,
+    *,
+    updated_at: datetime | None = None,
+    now: datetime | None = None,
+    receipt_timeout_seconds: float | None = None,
+) -> SmsLifecycle:
     """Derive the `SmsLifecycle` record from the accumulated facts.
 
     `updated_at` is passed in, not read from the clock, so the record is a pure function of the
     events: stream and batch give equal records. Pass `state.last_event_at` (the default) — the
     latest time an event of THIS message was seen, not a global watermark or wall-clock time.
+    With `now` and `receipt_timeout_seconds`, `overdue_since` is filled in (see the module
+    docstring) and the default `updated_at` is at least it; without them it stays None.
     """
     req, res = state.request, state.result
-    submitted_at = None
-    if res is not None and res.outcome == "SUBMITTED":
-        submitted_at = res.sent_time or res.completed_at
+    submitted_at = _submitted_at(state)
+    overdue = None
+    if now is not None and receipt_timeout_seconds is not None:
+        overdue = overdue_since(state, now, receipt_timeout_seconds)
+    if updated_at is None:
+        updated_at = state.last_event_at if overdue is None else max(state.last_event_at, overdue)
     return SmsLifecycle(
         id_sms_api=state.id_sms_api,
         state=_state_of(state),
-        updated_at=state.last_event_at if updated_at is None else updated_at,
+        updated_at=updated_at,
         login=req.login if req else res.login if res else state.callback_login,
         phone_number=req.phone_number if req else res.phone_number if res else state.callback_phone,
         requested_at=req.requested_at if req else None,
@@ -379,6 +366,7 @@ def to_record(state: LifecycleState, *, updated_at: datetime | None = None) -> S
         sms_per_message=res.sms_per_message if res else None,
         error_codes=res.error_codes if res else (),
         metadata=dict(req.metadata) if req else {},
+        overdue_since=overdue,
     )
 
 
@@ -409,15 +397,24 @@ def expired(state: LifecycleState, now: datetime, ttl_seconds: float) -> bool:
     return now - state.last_event_at > timedelta(seconds=ttl_seconds)
 
 
-def batch_lifecycles(events: Iterable[LifecycleEvent]) -> dict[str, SmsLifecycle]:
+def batch_lifecycles(
+    events: Iterable[LifecycleEvent],
+    *,
+    now: datetime | None = None,
+    receipt_timeout_seconds: float | None = None,
+) -> dict[str, SmsLifecycle]:
     """The batch recomputation: group by `id_sms_api`, fold with `apply`, derive the records.
 
     Events without `id_sms_api` are skipped (they cannot be correlated). The streaming agent
-    computes exactly the same records whatever order and duplicates it sees.
+    computes exactly the same records whatever order and duplicates it sees. `now` and
+    `receipt_timeout_seconds` fill in `overdue_since` as of `now` (the stream's same "now").
     """
     states: dict[str, LifecycleState] = {}
     for event in events:
         mid = message_id(event)
         if mid is not None:
             states[mid] = apply(states.get(mid), event)
-    return {mid: to_record(st) for mid, st in states.items()}
+    return {
+        mid: to_record(st, now=now, receipt_timeout_seconds=receipt_timeout_seconds)
+        for mid, st in states.items()
+    }

@@ -4,6 +4,12 @@
 (`phonenumber`, `priorite`), normalises the phone number to E.164 and the send date to UTC
 (a naive `YYYY-MM-DD HH:MM:SS` is wall-clock time in ARDARY_TIMEZONE), and raises `InputError`
 with a one-line reason. Unknown fields are ignored, so Ardary payloads can be fed as they are.
+
+`marketing` has the same name in the contract and in Ardary's docs (the PHP example posts a
+per-message `marketing`); Ardary's spelling of its value is a 0/1 flag, like its `addStop` and
+`addReply` (`1`, or `"1"` from the PHP example's form field), so those are read as well as JSON
+`true`/`false` and `"true"`/`"false"`. `addStop`/`add_stop` in the input are not read as
+marketing: the STOP mention is what the pipeline derives from `marketing`, not the other way.
 """
 
 from __future__ import annotations
@@ -57,6 +63,20 @@ def _priority(value: Any) -> int:
     if number not in (0, 1, 2) or (isinstance(value, float) and value != number):
         raise InputError("priority must be 0, 1 or 2")
     return number
+
+
+_TRUE = frozenset({"1", "true"})
+_FALSE = frozenset({"", "0", "false"})
+
+
+def _marketing(value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, int) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise InputError("marketing must be true or false (or Ardary's 1 or 0)")
 
 
 def _metadata(value: Any) -> dict[str, str]:
@@ -117,4 +137,5 @@ def parse_send_request(
         routing=cast(Routing, routing),
         sender_name=_text(obj, "sender_name"),
         metadata=_metadata(obj.get("metadata")),
+        marketing=_marketing(obj.get("marketing")),
     )

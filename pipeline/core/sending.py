@@ -38,6 +38,7 @@ __all__ = [
     "UNKNOWN_AFTER_CRASH",
     "BatchKey",
     "Done",
+    "GroupView",
     "InFlight",
     "Prepared",
     "PriorityBatcher",
@@ -119,8 +120,9 @@ def make_result(
     sent_time: datetime | None = None,
     attempts: int = 0,
     phone_number: str | None = None,
+    scheduled_for: datetime | None = None,
 ) -> SendResult:
-    """The one SendResult of `request`."""
+    """The one SendResult of `request` (`scheduled_for`: the future date_to_send Ardary got)."""
     return SendResult(
         id_sms_api=request.id_sms_api,
         login=request.login,
@@ -131,6 +133,7 @@ def make_result(
         sms_per_message=sms_per_message,
         sent_time=sent_time,
         attempts=attempts,
+        scheduled_for=scheduled_for,
     )
 
 
@@ -157,6 +160,14 @@ T = TypeVar("T")
 @dataclass(slots=True)
 class _Group(Generic[T]):
     items: list[tuple[float, T]] = field(default_factory=list)
+
+
+class GroupView(NamedTuple):
+    """One buffered group as a dispatcher sees it: its key, size and oldest arrival."""
+
+    key: BatchKey
+    size: int
+    oldest: float
 
 
 class PriorityBatcher(Generic[T]):
@@ -216,6 +227,21 @@ class PriorityBatcher(Generic[T]):
             del self._groups[best_key]
         self._size -= len(taken)
         return best_key, [item for _, item in taken]
+
+    def groups(self) -> list[GroupView]:
+        """The buffered groups, for a dispatcher that chooses by more than `pop` knows."""
+        return [GroupView(k, len(g.items), g.items[0][0]) for k, g in self._groups.items()]
+
+    def take(self, key: BatchKey, n: int) -> list[T]:
+        """Up to `n` of the oldest items of the group of `key` (none if it has no items)."""
+        group = self._groups.get(key)
+        if group is None:
+            return []
+        taken, group.items = group.items[:n], group.items[n:]
+        if not group.items:
+            del self._groups[key]
+        self._size -= len(taken)
+        return [item for _, item in taken]
 
     def remove_if(self, predicate: Callable[[T], bool]) -> list[T]:
         """Drop and return the buffered items matching `predicate` (revoked partitions)."""
@@ -287,6 +313,8 @@ def encode_state(state: SendState, partition: int | None = None) -> bytes:
                 "attempts": r.attempts,
             },
         }
+        if r.scheduled_for is not None:  # only when set: older states' bytes stay the same
+            body["r"]["scheduled_for"] = _time(r.scheduled_for)
     if partition is not None:
         body["p"] = partition
     return json.dumps(body, separators=(",", ":")).encode()
@@ -340,6 +368,7 @@ def decode_state(raw: bytes) -> SendState:
             sms_per_message=r["sms_per_message"],
             sent_time=_parse_time(r["sent_time"]),
             attempts=int(r["attempts"]),
+            scheduled_for=_parse_time(r.get("scheduled_for")),
         )
         return Done(result, published=kind == "PUBLISHED")
     except (KeyError, TypeError, ValueError) as exc:

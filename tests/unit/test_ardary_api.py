@@ -150,6 +150,45 @@ def test_sender_name_only_for_server_routing_and_must_be_shared() -> None:
         api.build_send_payload(LOGIN, SECRET, [req(login="other")], mode="test", routing="SERVER")
 
 
+def test_marketing_on_the_servers_route_switches_stop_on_in_both_spellings() -> None:
+    payload = api.build_send_payload(
+        LOGIN, SECRET, [req("m", marketing=True), req("t")], mode="prod", routing="SERVER"
+    )
+    marketing, transactional = payload["messages"]
+    # Ardary's own flag, and the STOP mention as the older doc's JSON (addStop) and PHP
+    # (add_stop) examples spell it, as 0/1 flags
+    assert {k: marketing[k] for k in ("marketing", "addStop", "add_stop")} == {
+        "marketing": 1,
+        "addStop": 1,
+        "add_stop": 1,
+    }
+    assert marketing["message"] == "Hello"  # the text itself is not edited
+    # a transactional message's payload is exactly what it was before issue 17
+    assert transactional == {
+        "id_sms_api": "t",
+        "phone_number": "+33612345678",
+        "message": "Hello",
+        "priority": 1,
+    }
+
+
+def test_marketing_on_the_mobile_route_adds_nothing() -> None:
+    # sendSmsSolo has no STOP option ("Not needed for Mobile SMS routing") and its example posts
+    # no marketing flag: the user's phone sends the text as written
+    mobile = api.build_send_payload(
+        LOGIN,
+        SECRET,
+        [req(marketing=True, routing="MOBILE")],
+        mode="prod",
+        routing="MOBILE",
+    )
+    plain = api.build_send_payload(
+        LOGIN, SECRET, [req(routing="MOBILE")], mode="prod", routing="MOBILE"
+    )
+    assert mobile == plain
+    assert not set(api.MARKETING_FIELDS) & set(mobile["messages"][0])
+
+
 def test_endpoint_for_routing() -> None:
     assert api.endpoint_for("SERVER") == "sendSms"
     assert api.endpoint_for("MOBILE") == "sendSmsSolo"

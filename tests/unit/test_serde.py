@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import struct
-from dataclasses import fields
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -44,6 +44,7 @@ def samples() -> list[records.Record]:
             routing="MOBILE",
             sender_name="Shop",
             metadata={"campaign": "spring"},
+            marketing=True,
         ),
         records.SendResult(
             "id1",
@@ -55,6 +56,7 @@ def samples() -> list[records.Record]:
             sms_per_message=2,
             sent_time=T0,
             attempts=3,
+            scheduled_for=T0,
         ),
         records.ContactSyncRequest("+33612345678", "u@x.fr", T0, "Ann", "Lee", "1 rue", "a@b.c"),
         records.ContactSyncResult("+33612345678", "u@x.fr", "FAILED", T0, ("#004",), 1),
@@ -107,6 +109,7 @@ def samples() -> list[records.Record]:
             sms_per_message=1,
             error_codes=("#009",),
             metadata={"campaign": "x"},
+            overdue_since=T0,
         ),
         records.SmsMetricsWindow(
             T0,
@@ -126,6 +129,7 @@ def samples() -> list[records.Record]:
             click_through_rate=0.25,
             p50_delivery_ms=1200,
             p95_delivery_ms=4000,
+            overdue=3,
         ),
         records.OptOut("+33612345678", True, "INCOMING_SMS", "ev3", T0, login=None, keyword="STOP"),
     ]
@@ -241,6 +245,55 @@ def test_old_record_read_with_a_schema_that_has_one_more_defaulted_field() -> No
     assert isinstance(decoded, records.OptOut)
     assert decoded.keyword is None  # filled from the new schema's default
     assert decoded.phone_number == "+33612345678"
+
+
+# Fields added after records were already on the topics (issue 17): each has a default, so a
+# record written before it existed still reads, and a consumer that has not upgraded still reads
+# the new records (it ignores the field).
+ADDED_FIELDS = [
+    ("SendRequest", "marketing", False),
+    ("SendResult", "scheduled_for", None),
+    ("SmsLifecycle", "overdue_since", None),
+    ("SmsMetricsWindow", "overdue", 0),
+]
+
+
+def _without(name: str, field_name: str) -> dict[str, object]:
+    raw = json.loads((default_schema_dir() / f"{name}.avsc").read_text())
+    old = copy.deepcopy(raw)
+    old["fields"] = [f for f in old["fields"] if f["name"] != field_name]
+    assert len(old["fields"]) == len(raw["fields"]) - 1
+    return old
+
+
+@pytest.mark.parametrize(("name", "field_name", "default"), ADDED_FIELDS)
+def test_records_written_before_a_field_was_added_read_with_its_default(
+    name: str, field_name: str, default: object
+) -> None:
+    sample = next(r for r in samples() if type(r).__name__ == name)
+    assert getattr(sample, field_name) != default  # the sample sets it, so the default shows
+    store = SchemaStore.load()
+    old_rs = store.register_writer(_without(name, field_name))
+    codec = AvroCodec(store)
+    decoded = codec.decode(codec.encode_with(old_rs, sample))
+    assert decoded == replace(sample, **{field_name: default})
+
+
+@pytest.mark.parametrize(("name", "field_name", "default"), ADDED_FIELDS)
+def test_a_consumer_with_the_old_schema_reads_new_records(
+    name: str, field_name: str, default: object
+) -> None:
+    sample = next(r for r in samples() if type(r).__name__ == name)
+    old_store = SchemaStore(
+        [
+            _without(name, field_name) if p.stem == name else json.loads(p.read_text())
+            for p in sorted(default_schema_dir().glob("*.avsc"))
+        ]
+    )
+    old_store.register_writer(json.loads((default_schema_dir() / f"{name}.avsc").read_text()))
+    writer = AvroCodec(SchemaStore.load())
+    decoded = AvroCodec(old_store).decode(writer.encode(sample))
+    assert decoded == replace(sample, **{field_name: default})
 
 
 def test_new_field_without_default_is_not_backward_compatible_and_says_so() -> None:

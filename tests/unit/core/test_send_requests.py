@@ -87,3 +87,36 @@ def test_refusals_name_the_field(obj: dict[str, object], reason: str) -> None:
     with pytest.raises(InputError, match=reason) as info:
         parse_send_request(obj, now=NOW)
     assert info.value.exit_code == 2
+
+
+BASE = {"phone_number": "+33612345678", "message": "x", "login": "L"}
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (1, True),  # Ardary's 0/1 flags (addStop, addReply)
+        (0, False),
+        ("1", True),  # the PHP example's form field
+        ("0", False),
+        ("true", True),
+        (" FALSE ", False),
+        ("", False),  # an empty form field
+        (None, False),
+    ],
+)
+def test_marketing_in_the_contracts_and_ardarys_spellings(value: object, expected: bool) -> None:
+    assert parse_send_request({**BASE, "marketing": value}, now=NOW).marketing is expected
+
+
+def test_marketing_defaults_to_false_and_add_stop_alone_does_not_make_it() -> None:
+    assert parse_send_request(BASE, now=NOW).marketing is False
+    assert parse_send_request({**BASE, "addStop": 1, "add_stop": "1"}, now=NOW).marketing is False
+
+
+@pytest.mark.parametrize("value", [2, -1, 1.0, "yes", "oui", [], {}])
+def test_a_marketing_flag_that_is_not_a_boolean_is_refused(value: object) -> None:
+    with pytest.raises(InputError, match="marketing must be true or false"):
+        parse_send_request({**BASE, "marketing": value}, now=NOW)

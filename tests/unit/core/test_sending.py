@@ -28,6 +28,7 @@ from pipeline.core.sending import (
 from pipeline.records import SendRequest
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
 
 
 def req(**fields: object) -> SendRequest:
@@ -191,10 +192,17 @@ def result(**fields: object):  # type: ignore[no-untyped-def]
         Done(result()),
         Done(result(), published=True),
         Done(make_result(req(), "FAILED", completed_at=NOW, error_codes=("#001", "X"))),
+        Done(make_result(req(), "SUBMITTED", completed_at=NOW, scheduled_for=NOW + DAY)),
     ],
 )
 def test_states_survive_the_table_round_trip(state: object) -> None:
     assert decode_state(encode_state(state)) == state  # type: ignore[arg-type]
+
+
+def test_a_result_without_scheduled_for_is_stored_as_before_issue_17() -> None:
+    raw = encode_state(Done(result(), published=True), 3)
+    assert b"scheduled_for" not in raw  # the same bytes as states already in the table
+    assert b"scheduled_for" in encode_state(Done(result(scheduled_for=NOW, outcome="SUBMITTED")))
 
 
 def test_only_published_states_older_than_the_cutoff_expire_with_their_partition() -> None:
