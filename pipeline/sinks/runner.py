@@ -34,11 +34,10 @@ from pipeline.serde import Codec, SchemaStore, make_codec
 from pipeline.settings import Settings
 from pipeline.sinks.base import BatchingSink, TopicPartition
 from pipeline.sinks.factory import open_sink, pii_policy
-from pipeline.topics import TOPICS
+from pipeline.topics import WAREHOUSE_TOPICS
 
 __all__ = [
     "DEFAULT_GROUP",
-    "SINK_TOPICS",
     "SinkStats",
     "consumer_config",
     "run_sink",
@@ -51,19 +50,6 @@ log = logging.getLogger("pipeline.sink")
 DEFAULT_GROUP = "ardary-warehouse"
 POLL_RECORDS = 5_000
 COMMIT_TIMEOUT_MS = 5_000
-SINK_TOPICS = (
-    "sms.lifecycle",
-    "sms.send-results",
-    "callbacks.status",
-    "callbacks.clicks",
-    "callbacks.incoming-sms",
-    "callbacks.calls",
-    "callbacks.qualifications",
-    "callbacks.dead-letter",
-    "metrics.sms",
-    "sms.optouts",
-)
-assert set(SINK_TOPICS) <= {spec.name for spec in TOPICS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +64,8 @@ class SinkStats:
 
 
 def sink_topics(prefix: str) -> list[str]:
-    """The full names of the topics the sink consumes."""
-    return [f"{prefix}{name}" for name in SINK_TOPICS]
+    """The full names of the topics the sink consumes: those with a warehouse table."""
+    return [spec.full_name(prefix) for spec in WAREHOUSE_TOPICS]
 
 
 def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
