@@ -32,7 +32,7 @@ from pipeline.kafka.groupjoin import resume_dropped_join
 from pipeline.procutil import batch_gc
 from pipeline.serde import Codec, SchemaStore, make_codec
 from pipeline.settings import Settings
-from pipeline.sinks.base import BatchingSink, TopicPartition
+from pipeline.sinks.base import Sink, TopicPartition
 from pipeline.sinks.factory import open_sink, pii_policy
 from pipeline.topics import WAREHOUSE_TOPICS
 
@@ -113,7 +113,7 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self,
         consumer: Any,
-        sink: BatchingSink,
+        sink: Sink,
         codec: Codec,
         group: str,
         from_beginning: bool,
@@ -246,7 +246,7 @@ def run_sink(
     poll_records: int = POLL_RECORDS,
     flush_interval_ms: int = 1_000,
     progress_every_s: float = 5.0,
-    sink: BatchingSink | None = None,
+    sink: Sink | None = None,
     store: SchemaStore | None = None,
 ) -> SinkStats:
     """Consume the pipeline's topics into the warehouse until `stop_event` (or idle timeout).
