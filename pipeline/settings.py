@@ -1,4 +1,4 @@
-"""Every setting of the contract, read from the environment (and a `.env` file) once, at start-up.
+"""Every setting of the pipeline, read from the environment (and a `.env` file) once, at start-up.
 
 Nothing here runs at import time: commands call `load_settings()` and pass the result down.
 Secrets are `SecretStr`, so a settings object printed or logged shows `**********`.
@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.warehouses import scheme_list, warehouse_for
 
 __all__ = ["DEFAULT_ARDARY_BASE_URL", "Settings", "load_settings"]
 
@@ -80,8 +81,8 @@ class Settings(BaseSettings):
     @field_validator("warehouse_url")
     @classmethod
     def _warehouse_scheme(cls, value: str) -> str:
-        if not value.startswith(("duckdb://", "postgresql://", "postgres://", "parquet://")):
-            raise ValueError("must start with duckdb://, postgresql:// or parquet://")
+        if warehouse_for(value) is None:
+            raise ValueError(f"must start with {scheme_list()}")
         return value
 
     @model_validator(mode="after")
