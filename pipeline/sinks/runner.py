@@ -22,13 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
 from pipeline import records
 from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
-from pipeline.kafka.groupjoin import resume_dropped_join
+from pipeline.kafka.errors import kafka_errors
+from pipeline.kafka.groupjoin import resume_dropped_join, verify_group_join_internals
 from pipeline.procutil import batch_gc
 from pipeline.serde import Codec, SchemaStore, make_codec
 from pipeline.settings import Settings
@@ -226,9 +226,10 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         }
         try:
             if offsets:
-                self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
-        except KafkaError as exc:  # informational only: the warehouse holds the truth
-            log.warning("Kafka offset commit failed (retried): %s", type(exc).__name__)
+                with kafka_errors("Kafka offset commit failed (retried)"):
+                    self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except BrokerError as exc:  # informational only: the warehouse holds the truth
+            log.warning("%s", exc)
             self.commit_after = time.monotonic() + COMMIT_TIMEOUT_MS / 1000
             return
         self.written.clear()
@@ -265,15 +266,17 @@ def run_sink(
         )
     sink.setup()
     try:
-        consumer = KafkaConsumer(**consumer_config(settings.kafka_bootstrap_servers, group))
-    except KafkaError as exc:
+        with kafka_errors("cannot reach Kafka"):
+            consumer = KafkaConsumer(**consumer_config(settings.kafka_bootstrap_servers, group))
+    except BaseException:
         sink.close()
-        raise BrokerError(f"cannot reach Kafka: {type(exc).__name__}") from exc
+        raise
     loop = _Loop(consumer, sink, codec, group, from_beginning)
     started = last_flush = last_progress = last_data = time.monotonic()
     rows_at_progress = 0
     try:
-        with batch_gc():
+        verify_group_join_internals(consumer)  # kafka-python moved what the fix needs: say so now
+        with batch_gc(), kafka_errors("sink consumer failed", detail=True):
             consumer.subscribe(sink_topics(settings.pipeline_topic_prefix), listener=loop)
             while not stop_event.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=poll_records)
@@ -301,8 +304,6 @@ def run_sink(
                     break  # idle since the (last) assignment: a batch run is done
             loop.flush(wait=True)
             loop.commit_written()
-    except KafkaError as exc:
-        raise BrokerError(f"sink consumer failed: {type(exc).__name__}: {exc}") from exc
     finally:
         try:
             loop.writer.shutdown(wait=True)
