@@ -1,4 +1,4 @@
-"""Every setting of the contract, read from the environment (and a `.env` file) once, at start-up.
+"""Every setting of the pipeline, read from the environment (and a `.env` file) once, at start-up.
 
 Nothing here runs at import time: commands call `load_settings()` and pass the result down.
 Secrets are `SecretStr`, so a settings object printed or logged shows `**********`.
@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.warehouses import scheme_list, warehouse_for
 from pipeline.windowspec import DEFAULT_WINDOWS, SendingWindows, parse_sending_windows
 
 __all__ = ["DEFAULT_ARDARY_BASE_URL", "Settings", "load_settings"]
@@ -147,8 +148,8 @@ class Settings(BaseSettings):
     @field_validator("warehouse_url")
     @classmethod
     def _warehouse_scheme(cls, value: str) -> str:
-        if not value.startswith(("duckdb://", "postgresql://", "postgres://", "parquet://")):
-            raise ValueError("must start with duckdb://, postgresql:// or parquet://")
+        if warehouse_for(value) is None:
+            raise ValueError(f"must start with {scheme_list()}")
         return value
 
     @field_validator("ingress_spool_dir", mode="before")

@@ -1,9 +1,15 @@
-"""Ardary callbacks, in both dialects, turned into the contract's callback records."""
+"""Ardary callbacks, in both dialects, turned into the pipeline's callback records.
+
+Each kind of callback is one row of `_KINDS` (at the end): the query parameters that carry it,
+its record type and the function that builds the record. `CALLBACK_PARAMS`, `KIND_BY_PARAM`
+and `kind_of` are derived from that table.
+"""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from hashlib import blake2b
 from typing import Any, TypeAlias
@@ -41,38 +47,9 @@ __all__ = [
     "parse_callbacks",
 ]
 
-CALLBACK_PARAMS: tuple[str, ...] = (
-    "status",
-    "message",
-    "click",
-    "clics",
-    "call",
-    "calls",
-    "qualification",
-)
-
 CallbackRecord: TypeAlias = (
     StatusCallback | ClickCallback | IncomingSms | CallEvent | CallQualification
 )
-
-# The record kind each query parameter yields; the kind prefixes event ids, so `?click=` (v1)
-# and `?clics=` (v2) carrying the same object give the same id.
-KIND_BY_PARAM: Mapping[str, str] = {
-    "status": "status",
-    "click": "click",
-    "clics": "click",
-    "message": "incoming_sms",
-    "call": "call",
-    "calls": "call",
-    "qualification": "qualification",
-}
-_KIND_BY_TYPE: Mapping[type, str] = {
-    StatusCallback: "status",
-    ClickCallback: "click",
-    IncomingSms: "incoming_sms",
-    CallEvent: "call",
-    CallQualification: "qualification",
-}
 
 # Data-quality flags: the record is kept, the doubt is written on it.
 FLAG_PHONE_UNPARSED = "PHONE_UNPARSED"  # not a phone number we can read: kept as given
@@ -399,15 +376,36 @@ def _qualification(param: str, r: _Reader, raw: str, received_at: datetime) -> C
 
 
 _Builder: TypeAlias = Callable[[str, _Reader, str, datetime], CallbackRecord]
-_BUILDERS: Mapping[str, _Builder] = {
-    "status": _status,
-    "click": _click,
-    "clics": _click,
-    "message": _incoming_sms,
-    "call": _call,
-    "calls": _call,
-    "qualification": _qualification,
-}
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """One kind of callback: the query parameters that carry it, its record and its builder.
+
+    `name` prefixes event ids, so `?click=` (v1) and `?clics=` (v2) carrying the same object
+    give the same id.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    record: type[CallbackRecord]
+    build: _Builder
+
+
+_KINDS: tuple[_Kind, ...] = (
+    _Kind("status", ("status",), StatusCallback, _status),
+    _Kind("incoming_sms", ("message",), IncomingSms, _incoming_sms),
+    _Kind("click", ("click", "clics"), ClickCallback, _click),
+    _Kind("call", ("call", "calls"), CallEvent, _call),
+    _Kind("qualification", ("qualification",), CallQualification, _qualification),
+)
+
+CALLBACK_PARAMS: tuple[str, ...] = tuple(p for kind in _KINDS for p in kind.params)
+"""Every query parameter that carries a callback, in the order error messages list them."""
+KIND_BY_PARAM: Mapping[str, str] = {p: kind.name for kind in _KINDS for p in kind.params}
+"""The record kind each query parameter yields."""
+_KIND_BY_TYPE: Mapping[type, str] = {kind.record: kind.name for kind in _KINDS}
+_BUILDERS: Mapping[str, _Builder] = {p: kind.build for kind in _KINDS for p in kind.params}
 
 
 def parse_callbacks(

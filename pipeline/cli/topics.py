@@ -50,7 +50,7 @@ def list_() -> None:
         name = spec.full_name(prefix)
         state = states.get(name)
         if state is None:
-            click.echo(f"{name:<44} {'missing':>10}  {spec.key:<14}")
+            click.echo(f"{name:<44} {'missing':>10}  {spec.key.label:<14}")
             continue
         configs = " ".join(f"{k}={v}" for k, v in sorted(state.config.items()))
-        click.echo(f"{name:<44} {state.partitions:>10}  {spec.key:<14} {configs}")
+        click.echo(f"{name:<44} {state.partitions:>10}  {spec.key.label:<14} {configs}")

@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from pipeline.ardary.callbacks import parse_callbacks
-from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
+from pipeline.errors import CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import RawRequest, decode_params
+from pipeline.kafka.errors import kafka_errors
 from pipeline.records import DeadLetter
 from pipeline.serde import Codec, make_codec
 from pipeline.settings import Settings, load_settings
@@ -60,12 +61,11 @@ class DeadLetterReader:
         idle_ms: int = 2000,
     ) -> None:
         from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
 
         assert settings.kafka_bootstrap_servers
         self.codec = codec
         topic = spec_for(DEAD_LETTER_TOPIC).full_name(settings.pipeline_topic_prefix)
-        try:
+        with kafka_errors(f"cannot read {topic}"):
             self.consumer = KafkaConsumer(
                 bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
                 group_id=group,
@@ -78,8 +78,6 @@ class DeadLetterReader:
             self.consumer.assign(assigned)
             if from_beginning and assigned:
                 self.consumer.seek_to_beginning(*assigned)
-        except KafkaError as exc:
-            raise BrokerError(f"cannot read {topic}: {type(exc).__name__}") from exc
 
     def __iter__(self) -> Iterator[tuple[int, int, DeadLetter | None]]:
         """(partition, offset, the dead letter or None when undecodable) until idle."""
@@ -104,12 +102,13 @@ def replay_dead_letters(settings: Settings, *, from_beginning: bool = False) -> 
 
     assert settings.kafka_bootstrap_servers
     codec = make_codec(settings.schema_registry_url)
-    producer = KafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=5,
-    )
+    with kafka_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
+        producer = KafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=5,
+        )
     report = ReplayReport()
     reader = DeadLetterReader(
         settings,
@@ -118,26 +117,27 @@ def replay_dead_letters(settings: Settings, *, from_beginning: bool = False) -> 
         from_beginning=from_beginning,
     )
     try:
-        for _partition, offset, letter in reader:
-            report.dead_letters += 1
-            if letter is None:
-                report.still_failing.append((offset, "undecodable", "not a DeadLetter record"))
-                continue
-            raw = RawRequest(letter.method, letter.raw, letter.body, letter.content_type)
-            try:
-                parsed = parse_callbacks(
-                    decode_params(raw), received_at=letter.received_at, tz=settings.timezone
-                )
-            except CallbackError as exc:
-                report.still_failing.append((offset, exc.reason, exc.detail))
-                continue
-            for record in parsed:
-                topic = topic_for_record(type(record)).full_name(settings.pipeline_topic_prefix)
-                producer.send(topic, key=record_key(record), value=codec.encode(record))
-                report.republished += 1
-            report.replayed += 1
-        producer.flush(timeout=30)  # everything re-published is acknowledged ...
-        reader.commit()  # ... before the replay position moves past it
+        with kafka_errors("dead-letter replay failed", detail=True):
+            for _partition, offset, letter in reader:
+                report.dead_letters += 1
+                if letter is None:
+                    report.still_failing.append((offset, "undecodable", "not a DeadLetter record"))
+                    continue
+                raw = RawRequest(letter.method, letter.raw, letter.body, letter.content_type)
+                try:
+                    parsed = parse_callbacks(
+                        decode_params(raw), received_at=letter.received_at, tz=settings.timezone
+                    )
+                except CallbackError as exc:
+                    report.still_failing.append((offset, exc.reason, exc.detail))
+                    continue
+                for record in parsed:
+                    topic = topic_for_record(type(record)).full_name(settings.pipeline_topic_prefix)
+                    producer.send(topic, key=record_key(record), value=codec.encode(record))
+                    report.republished += 1
+                report.replayed += 1
+            producer.flush(timeout=30)  # everything re-published is acknowledged ...
+            reader.commit()  # ... before the replay position moves past it
     finally:
         reader.close()
         producer.close(timeout=10)

@@ -7,7 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pipeline.errors import BrokerError, ConfigError
+from pipeline.errors import ConfigError
+from pipeline.kafka.errors import kafka_errors
 from pipeline.topics import TOPICS
 
 if TYPE_CHECKING:
@@ -27,16 +28,13 @@ class TopicState:
 
 def _admin(bootstrap: str) -> KafkaAdminClient:
     from kafka.admin import KafkaAdminClient
-    from kafka.errors import KafkaError
 
-    try:
+    with kafka_errors(f"cannot reach Kafka at {bootstrap}"):
         return KafkaAdminClient(
             bootstrap_servers=bootstrap.split(","),
             client_id="ardary-topics",
             request_timeout_ms=15_000,
         )
-    except KafkaError as exc:
-        raise BrokerError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from exc
 
 
 def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
@@ -47,31 +45,30 @@ def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
     reported as a ConfigError, because correlation would silently miss events.
     """
     from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
+    from kafka.errors import TopicAlreadyExistsError
 
     admin = _admin(bootstrap)
     try:
-        existing = set(admin.list_topics())
-        wanted = [
-            NewTopic(
-                name=spec.full_name(prefix),
-                num_partitions=partitions,
-                replication_factor=-1,
-                topic_configs=dict(spec.config),
-            )
-            for spec in TOPICS
-            if spec.full_name(prefix) not in existing
-        ]
-        created: list[str] = []
-        for topic in wanted:
-            try:
-                admin.create_topics([topic])
-                created.append(topic.name)
-            except TopicAlreadyExistsError:
-                pass  # created concurrently by another process: fine
-        states = _wait_visible(admin, prefix, created)
-    except KafkaError as exc:
-        raise BrokerError(f"topic provisioning failed: {type(exc).__name__}: {exc}") from exc
+        with kafka_errors("topic provisioning failed", detail=True):
+            existing = set(admin.list_topics())
+            wanted = [
+                NewTopic(
+                    name=spec.full_name(prefix),
+                    num_partitions=partitions,
+                    replication_factor=-1,
+                    topic_configs=dict(spec.config),
+                )
+                for spec in TOPICS
+                if spec.full_name(prefix) not in existing
+            ]
+            created: list[str] = []
+            for topic in wanted:
+                try:
+                    admin.create_topics([topic])
+                    created.append(topic.name)
+                except TopicAlreadyExistsError:
+                    pass  # created concurrently by another process: fine
+            states = _wait_visible(admin, prefix, created)
     finally:
         admin.close()
     counts = {
@@ -129,12 +126,9 @@ def _describe(admin: KafkaAdminClient, prefix: str) -> list[TopicState]:
 
 def describe_topics(bootstrap: str, prefix: str) -> list[TopicState]:
     """The pipeline's topics as they are on the broker (missing ones are left out)."""
-    from kafka.errors import KafkaError
-
     admin = _admin(bootstrap)
     try:
-        return _describe(admin, prefix)
-    except KafkaError as exc:
-        raise BrokerError(f"cannot describe topics: {type(exc).__name__}: {exc}") from exc
+        with kafka_errors("cannot describe topics", detail=True):
+            return _describe(admin, prefix)
     finally:
         admin.close()

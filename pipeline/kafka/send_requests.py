@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.core.send_requests import parse_send_request
 from pipeline.errors import BrokerError
+from pipeline.kafka.errors import kafka_errors
 from pipeline.records import SendRequest
 from pipeline.serde import Codec, make_codec
 from pipeline.topics import record_key, topic_for_record
@@ -36,14 +37,13 @@ class SendRequestPublisher:
         linger_ms: int = 20,
     ) -> None:
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
 
         self.topic = topic_for_record(SendRequest).full_name(prefix)
         self.login = login
         self.tz = ZoneInfo(timezone)
         self.codec = codec or make_codec(None)
         self._errors: list[Exception] = []
-        try:
+        with kafka_errors(f"cannot reach Kafka at {bootstrap}"):
             self._producer = KafkaProducer(
                 bootstrap_servers=bootstrap.split(","),
                 client_id="ardary-publisher",
@@ -53,23 +53,16 @@ class SendRequestPublisher:
                 batch_size=256 * 1024,
                 compression_type=None,
             )
-        except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {bootstrap}: {type(exc).__name__}") from exc
 
     def publish(self, request: SendRequest | Mapping[str, Any]) -> str:
         """Queue one request (a SendRequest, or a dict validated by parse_send_request)."""
-        from kafka.errors import KafkaError
-
         if not isinstance(request, SendRequest):
             request = parse_send_request(
                 request, now=datetime.now(UTC), default_login=self.login, tz=self.tz
             )
-        try:
-            future = self._producer.send(
-                self.topic, self.codec.encode(request), key=record_key(request)
-            )
-        except KafkaError as exc:
-            raise BrokerError(f"cannot publish: {type(exc).__name__}") from exc
+        value, key = self.codec.encode(request), record_key(request)
+        with kafka_errors("cannot publish"):
+            future = self._producer.send(self.topic, value, key=key)
         future.add_errback(self._errors.append)
         return request.id_sms_api
 
@@ -81,12 +74,8 @@ class SendRequestPublisher:
 
     def flush(self, timeout: float = 60) -> None:
         """Wait until every queued record is acknowledged; BrokerError if any was not."""
-        from kafka.errors import KafkaError
-
-        try:
+        with kafka_errors("publish flush failed"):
             self._producer.flush(timeout=timeout)
-        except KafkaError as exc:
-            raise BrokerError(f"publish flush failed: {type(exc).__name__}") from exc
         if self._errors:
             first, count = self._errors[0], len(self._errors)
             self._errors = []

@@ -1,10 +1,19 @@
-"""The sink contract: setup / add / flush per topic-partition, offsets written with the rows.
+"""The sink contract: what the runner calls, and the per-partition batching every sink shares.
 
-A sink buffers records per topic-partition; `flush` writes the rows of the flushed partitions
-AND their next offsets in one warehouse transaction, so after a crash the consumer seeks to the
-stored offsets and replays exactly what was not committed: nothing is lost, nothing doubled
-(keyed tables make a replay of a committed row harmless too). A partition whose buffer is full
-raises `SinkBackpressure`: the consumer flushes (or pauses) and retries the record.
+The runner (`pipeline.sinks.runner`) drives a sink like this:
+
+    setup()                              create/migrate tables, offsets and views
+    committed_offsets(group)             on each assignment: where to resume, per partition
+    add(topic, partition, offset, rec)   per record polled (SinkBackpressure: write, then retry)
+    take() -> batches                    detach what is buffered (on the polling thread) ...
+    write(batches) -> rows               ... and write it on the writer thread, rows AND offsets
+    close()                              at the end (does not write what is still buffered)
+
+`write` stores the rows of the batches AND each partition's next offset in one warehouse
+transaction, so after a crash the consumer seeks to the stored offsets and replays exactly what
+was not written: nothing is lost, nothing doubled (keyed tables make a replay of a committed row
+harmless too). `take` and `write` are separate so that `add` can go on while a write runs.
+`flush()` is both in one call, for scripts and tests; the runner never calls it.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ class TopicPartition(NamedTuple):
 
 @dataclass(slots=True)
 class Batch:
-    """Records of one topic-partition not yet flushed, with their offset range."""
+    """Records of one topic-partition not yet written, with their offset range."""
 
     first_offset: int
     last_offset: int
@@ -43,7 +52,7 @@ class Batch:
 
 
 class Sink(ABC):
-    """What the runner needs from a warehouse."""
+    """What the runner needs from a warehouse (the calls of the module docstring)."""
 
     @abstractmethod
     def setup(self) -> None:
@@ -54,8 +63,18 @@ class Sink(ABC):
         """Buffer one record; raises SinkBackpressure when that partition's batch is full."""
 
     @abstractmethod
-    def flush(self, topic_partitions: Iterable[TopicPartition] | None = None) -> int:
-        """Write the buffered rows and their offsets in one transaction; returns rows written."""
+    def take(
+        self, topic_partitions: Iterable[TopicPartition] | None = None
+    ) -> dict[TopicPartition, Batch]:
+        """Detach the buffered batches (all, or those partitions'): `add` may go on meanwhile."""
+
+    @abstractmethod
+    def write(self, batches: Mapping[TopicPartition, Batch]) -> int:
+        """Write batches and their next offsets in one transaction; returns rows written.
+
+        Called on the runner's writer thread, one write at a time; a failure raises SinkError
+        and nothing of the batches is stored (the runner stops, the restart replays them).
+        """
 
     @abstractmethod
     def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
@@ -63,16 +82,28 @@ class Sink(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release the warehouse (does not flush: call flush first)."""
+        """Release the warehouse (does not write what is buffered)."""
 
     @property
     @abstractmethod
     def pending(self) -> int:
-        """Records buffered and not yet flushed."""
+        """Records buffered and not yet taken."""
+
+    def flush(self, topic_partitions: Iterable[TopicPartition] | None = None) -> int:
+        """`take` then `write` in the caller's thread (scripts, tests); returns rows written.
+
+        A failed write raises and the taken records are gone from the buffer, as in the runner:
+        their offsets were not stored, so the next consumer replays them.
+        """
+        return self.write(self.take(topic_partitions))
 
 
 class BatchingSink(Sink):
-    """Buffers per topic-partition; subclasses implement `_write` as one transaction."""
+    """Buffers per topic-partition; a subclass writes a batch set as one transaction (`_write`).
+
+    Subclasses: `SqlSink` (DuckDB, PostgreSQL) and `ParquetSink`. Every one is built as
+    `cls(target, group, store=, pii=, max_batch=)`, which `pipeline.sinks.factory` relies on.
+    """
 
     def __init__(
         self,
@@ -110,36 +141,16 @@ class BatchingSink(Sink):
         batch.last_offset = offset
         self._pending += 1
 
-    def flush(self, topic_partitions: Iterable[TopicPartition] | None = None) -> int:
-        wanted = list(self._batches) if topic_partitions is None else list(topic_partitions)
-        batches = {tp: self._batches[tp] for tp in wanted if tp in self._batches}
-        if not batches:
-            return 0
-        written = self._write(batches)
-        for tp, batch in batches.items():
-            del self._batches[tp]
-            self._pending -= len(batch.records)
-        return written
-
     def take(
         self, topic_partitions: Iterable[TopicPartition] | None = None
     ) -> dict[TopicPartition, Batch]:
-        """Detach the buffered batches (for a writer thread): `add` may go on meanwhile."""
         wanted = list(self._batches) if topic_partitions is None else list(topic_partitions)
         taken = {tp: self._batches.pop(tp) for tp in wanted if tp in self._batches}
         self._pending -= sum(len(b.records) for b in taken.values())
         return taken
 
     def write(self, batches: Mapping[TopicPartition, Batch]) -> int:
-        """Write detached batches and their offsets in one transaction; returns rows written."""
         return self._write(batches) if batches else 0
-
-    def drop(self, topic_partitions: Iterable[TopicPartition]) -> None:
-        """Forget buffered records of partitions this consumer no longer owns."""
-        for tp in topic_partitions:
-            batch = self._batches.pop(TopicPartition(*tp), None)
-            if batch is not None:
-                self._pending -= len(batch.records)
 
     def group_by_table(
         self, batches: Mapping[TopicPartition, Batch]

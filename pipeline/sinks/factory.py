@@ -1,20 +1,32 @@
-"""Pick the warehouse sink a WAREHOUSE_URL names, with the PII policy the settings ask for."""
+"""Open the warehouse sink a WAREHOUSE_URL names, with the PII policy the settings ask for."""
 
 from __future__ import annotations
+
+import importlib
+from typing import Protocol, cast
 
 from pipeline.errors import ConfigError
 from pipeline.serde import SchemaStore
 from pipeline.settings import Settings
-from pipeline.sinks.base import BatchingSink
+from pipeline.sinks.base import DEFAULT_MAX_BATCH, BatchingSink
 from pipeline.sinks.pii import PiiPolicy
+from pipeline.warehouses import Warehouse, scheme_list, warehouse_for
 
-__all__ = ["open_sink", "pii_policy", "url_path"]
+__all__ = ["SinkClass", "open_sink", "pii_policy", "sink_class"]
 
 
-def url_path(url: str, scheme: str) -> str:
-    """The path of `scheme:///path` (SQLAlchemy style: `duckdb:////abs/x.duckdb` is absolute)."""
-    rest = url[len(scheme) + 3 :]
-    return rest[1:] if rest.startswith("/") else rest
+class SinkClass(Protocol):
+    """How every warehouse sink class is built: its target (a path or a DSN), then the group."""
+
+    def __call__(
+        self,
+        target: str,
+        group: str,
+        *,
+        store: SchemaStore | None = ...,
+        pii: PiiPolicy | None = ...,
+        max_batch: int = ...,
+    ) -> BatchingSink: ...
 
 
 def pii_policy(settings: Settings) -> PiiPolicy:
@@ -26,28 +38,26 @@ def pii_policy(settings: Settings) -> PiiPolicy:
     return PiiPolicy("raw")
 
 
+def sink_class(warehouse: Warehouse) -> SinkClass:
+    """The sink class a registry entry names (imported now: only the warehouse in use loads)."""
+    module, _, name = warehouse.sink.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    if not (isinstance(cls, type) and issubclass(cls, BatchingSink)):
+        raise TypeError(f"{warehouse.sink} is not a BatchingSink")
+    return cast(SinkClass, cls)
+
+
 def open_sink(
     url: str,
     group: str,
     *,
     pii: PiiPolicy | None = None,
     store: SchemaStore | None = None,
-    max_batch: int = 50_000,
+    max_batch: int = DEFAULT_MAX_BATCH,
 ) -> BatchingSink:
-    """A sink for `duckdb:///…`, `postgresql://…` or `parquet:///…` (not yet set up)."""
-    if url.startswith("duckdb://"):
-        from pipeline.sinks.duckdb_sink import DuckDBSink
-
-        path = url_path(url, "duckdb") or ":memory:"
-        return DuckDBSink(path, group, store=store, pii=pii, max_batch=max_batch)
-    if url.startswith(("postgresql://", "postgres://")):
-        from pipeline.sinks.postgres_sink import PostgresSink
-
-        return PostgresSink(url, group, store=store, pii=pii, max_batch=max_batch)
-    if url.startswith("parquet://"):
-        from pipeline.sinks.parquet_sink import ParquetSink
-
-        return ParquetSink(
-            url_path(url, "parquet"), group, store=store, pii=pii, max_batch=max_batch
-        )
-    raise ConfigError("WAREHOUSE_URL: must start with duckdb://, postgresql:// or parquet://")
+    """A sink for `url` (`pipeline.warehouses.WAREHOUSES` lists the schemes), not yet set up."""
+    warehouse = warehouse_for(url)
+    if warehouse is None:
+        raise ConfigError(f"WAREHOUSE_URL: must start with {scheme_list()}")
+    cls = sink_class(warehouse)
+    return cls(warehouse.target_of(url), group, store=store, pii=pii, max_batch=max_batch)

@@ -153,7 +153,7 @@ class ParquetSink(BatchingSink):
     ) -> int:
         by_day: dict[str, list[records.Record]] = {}
         for record in dedupe(spec, recs) if spec.mode == "ignore" else recs:
-            when = getattr(record, spec.date_column, None)
+            when = getattr(record, spec.time_column, None)
             day = when.date().isoformat() if isinstance(when, datetime) else "unknown"
             by_day.setdefault(day, []).append(record)
         for day, day_records in by_day.items():

@@ -22,23 +22,22 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer
-from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
 from pipeline import records
 from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
-from pipeline.kafka.groupjoin import resume_dropped_join
+from pipeline.kafka.errors import kafka_errors
+from pipeline.kafka.groupjoin import resume_dropped_join, verify_group_join_internals
 from pipeline.procutil import batch_gc
 from pipeline.serde import Codec, SchemaStore, make_codec
 from pipeline.settings import Settings
-from pipeline.sinks.base import BatchingSink, TopicPartition
+from pipeline.sinks.base import Sink, TopicPartition
 from pipeline.sinks.factory import open_sink, pii_policy
-from pipeline.topics import TOPICS
+from pipeline.topics import WAREHOUSE_TOPICS
 
 __all__ = [
     "DEFAULT_GROUP",
-    "SINK_TOPICS",
     "SinkStats",
     "consumer_config",
     "run_sink",
@@ -51,19 +50,6 @@ log = logging.getLogger("pipeline.sink")
 DEFAULT_GROUP = "ardary-warehouse"
 POLL_RECORDS = 5_000
 COMMIT_TIMEOUT_MS = 5_000
-SINK_TOPICS = (
-    "sms.lifecycle",
-    "sms.send-results",
-    "callbacks.status",
-    "callbacks.clicks",
-    "callbacks.incoming-sms",
-    "callbacks.calls",
-    "callbacks.qualifications",
-    "callbacks.dead-letter",
-    "metrics.sms",
-    "sms.optouts",
-)
-assert set(SINK_TOPICS) <= {spec.name for spec in TOPICS}
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +64,8 @@ class SinkStats:
 
 
 def sink_topics(prefix: str) -> list[str]:
-    """The full names of the topics the sink consumes."""
-    return [f"{prefix}{name}" for name in SINK_TOPICS]
+    """The full names of the topics the sink consumes: those with a warehouse table."""
+    return [spec.full_name(prefix) for spec in WAREHOUSE_TOPICS]
 
 
 def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
@@ -127,7 +113,7 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(
         self,
         consumer: Any,
-        sink: BatchingSink,
+        sink: Sink,
         codec: Codec,
         group: str,
         from_beginning: bool,
@@ -240,9 +226,10 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         }
         try:
             if offsets:
-                self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
-        except KafkaError as exc:  # informational only: the warehouse holds the truth
-            log.warning("Kafka offset commit failed (retried): %s", type(exc).__name__)
+                with kafka_errors("Kafka offset commit failed (retried)"):
+                    self.consumer.commit(offsets, timeout_ms=COMMIT_TIMEOUT_MS)
+        except BrokerError as exc:  # informational only: the warehouse holds the truth
+            log.warning("%s", exc)
             self.commit_after = time.monotonic() + COMMIT_TIMEOUT_MS / 1000
             return
         self.written.clear()
@@ -260,7 +247,7 @@ def run_sink(
     poll_records: int = POLL_RECORDS,
     flush_interval_ms: int = 1_000,
     progress_every_s: float = 5.0,
-    sink: BatchingSink | None = None,
+    sink: Sink | None = None,
     store: SchemaStore | None = None,
 ) -> SinkStats:
     """Consume the pipeline's topics into the warehouse until `stop_event` (or idle timeout).
@@ -279,15 +266,17 @@ def run_sink(
         )
     sink.setup()
     try:
-        consumer = KafkaConsumer(**consumer_config(settings.kafka_bootstrap_servers, group))
-    except KafkaError as exc:
+        with kafka_errors("cannot reach Kafka"):
+            consumer = KafkaConsumer(**consumer_config(settings.kafka_bootstrap_servers, group))
+    except BaseException:
         sink.close()
-        raise BrokerError(f"cannot reach Kafka: {type(exc).__name__}") from exc
+        raise
     loop = _Loop(consumer, sink, codec, group, from_beginning)
     started = last_flush = last_progress = last_data = time.monotonic()
     rows_at_progress = 0
     try:
-        with batch_gc():
+        verify_group_join_internals(consumer)  # kafka-python moved what the fix needs: say so now
+        with batch_gc(), kafka_errors("sink consumer failed", detail=True):
             consumer.subscribe(sink_topics(settings.pipeline_topic_prefix), listener=loop)
             while not stop_event.is_set():
                 polled = consumer.poll(timeout_ms=200, max_records=poll_records)
@@ -315,8 +304,6 @@ def run_sink(
                     break  # idle since the (last) assignment: a batch run is done
             loop.flush(wait=True)
             loop.commit_written()
-    except KafkaError as exc:
-        raise BrokerError(f"sink consumer failed: {type(exc).__name__}: {exc}") from exc
     finally:
         try:
             loop.writer.shutdown(wait=True)

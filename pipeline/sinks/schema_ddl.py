@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
 from pipeline.serde import SchemaStore
+from pipeline.topics import TOPICS, WriteMode
 
 __all__ = [
     "OFFSETS_TABLE",
@@ -26,7 +27,6 @@ Dialect: TypeAlias = Literal["duckdb", "postgres"]
 ColumnKind: TypeAlias = Literal[
     "string", "int", "long", "double", "boolean", "bytes", "timestamp", "array", "map"
 ]
-WriteMode: TypeAlias = Literal["upsert", "ignore"]
 
 OFFSETS_TABLE = "_offsets"
 
@@ -42,27 +42,6 @@ _SQL_TYPES: Mapping[ColumnKind, tuple[str, str]] = {
     "map": ("JSON", "JSONB"),
 }
 
-# record name -> (table, primary key, mode). Upsert: the latest record of a key wins (compacted
-# or "one per key" streams); ignore: the first copy wins (events de-duplicated by event_id).
-_TABLES: tuple[tuple[str, str, tuple[str, ...], WriteMode, str], ...] = (
-    ("SmsLifecycle", "sms_lifecycle", ("id_sms_api",), "upsert", "updated_at"),
-    ("SendResult", "sms_send_results", ("id_sms_api",), "upsert", "completed_at"),
-    ("StatusCallback", "callbacks_status", ("event_id",), "ignore", "received_at"),
-    ("ClickCallback", "callbacks_clicks", ("event_id",), "ignore", "received_at"),
-    ("IncomingSms", "callbacks_incoming_sms", ("event_id",), "ignore", "received_at"),
-    ("CallEvent", "callbacks_calls", ("event_id",), "ignore", "received_at"),
-    ("CallQualification", "callbacks_qualifications", ("event_id",), "ignore", "received_at"),
-    (
-        "SmsMetricsWindow",
-        "metrics_sms",
-        ("window", "window_start", "login"),
-        "upsert",
-        "window_start",
-    ),
-    ("OptOut", "sms_optouts", ("phone_number",), "upsert", "at"),
-    ("DeadLetter", "dead_letters", ("event_id",), "ignore", "received_at"),
-)
-
 
 @dataclass(frozen=True, slots=True)
 class ColumnSpec:
@@ -75,14 +54,14 @@ class ColumnSpec:
 
 @dataclass(frozen=True, slots=True)
 class TableSpec:
-    """A warehouse table fed by one record type."""
+    """A warehouse table fed by one record type: its topic's `WarehouseTable` plus the columns."""
 
     name: str
     record: str
     columns: tuple[ColumnSpec, ...]
     primary_key: tuple[str, ...]
     mode: WriteMode
-    date_column: str  # the event time that partitions Parquet files by day
+    time_column: str  # the event time that partitions Parquet files by day
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -125,15 +104,23 @@ def avro_field_kind(avro_type: Any) -> tuple[ColumnKind, bool]:
 
 
 def table_specs(store: SchemaStore) -> tuple[TableSpec, ...]:
-    """Every warehouse table, its columns taken from the store's current schemas."""
+    """Every table of `pipeline.topics.TOPICS` the sink loads, its columns from the schemas."""
     specs = []
-    for record, name, pk, mode, date_column in _TABLES:
+    for topic in TOPICS:
+        load = topic.warehouse
+        if load is None:
+            continue  # not loaded into the warehouse
+        record = topic.record.__name__
         schema = store.current(record).parsed
         columns = []
         for field in schema["fields"]:
             kind, nullable = avro_field_kind(field["type"])
             columns.append(ColumnSpec(field["name"], kind, nullable))
-        specs.append(TableSpec(name, record, tuple(columns), pk, mode, date_column))
+        specs.append(
+            TableSpec(
+                load.table, record, tuple(columns), load.primary_key, load.mode, load.time_column
+            )
+        )
     return tuple(specs)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipeline import records
+from pipeline.kafka.groupjoin import resume_dropped_join
 from pipeline.serde import AvroCodec, SchemaStore
 from pipeline.settings import load_settings
 from pipeline.sinks import runner
@@ -75,7 +76,7 @@ def test_a_join_that_outlives_its_poll_is_applied(
     def poll() -> None:
         # Polls of a few ms expire while JoinGroup/SyncGroup are in flight.
         consumer.poll(timeout_ms=5)
-        runner.resume_dropped_join(consumer)
+        resume_dropped_join(consumer)
 
     def group_state() -> str:
         poll()

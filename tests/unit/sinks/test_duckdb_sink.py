@@ -60,16 +60,25 @@ def test_flush_of_some_partitions_keeps_the_others_pending(sink: DuckDBSink) -> 
 
 def test_failed_write_rolls_back_rows_and_offsets(sink: DuckDBSink, monkeypatch) -> None:
     sink.add("t", 0, 0, lifecycle(1))
+    batches = sink.take()
 
     def boom(conn, batches) -> None:
         raise duckdb.IOException("disk gone")
 
     monkeypatch.setattr(sink, "_write_offsets", boom)
-    with pytest.raises(SinkError):
-        sink.flush()
+    with pytest.raises(SinkError, match="disk gone"):
+        sink.write(batches)
     assert query(sink, "SELECT COUNT(*) FROM sms_lifecycle") == [(0,)]
     assert sink.committed_offsets("g1") == {}
-    assert sink.pending == 1  # still buffered: a retry can write it
+    monkeypatch.undo()
+    # the replay (from the unchanged offsets) writes it: the connection survived the rollback
+    assert sink.write(batches) == 1
+    assert sink.committed_offsets("g1") == {TopicPartition("t", 0): 1}
+
+
+def test_sink_used_before_setup_says_so(tmp_path: Path) -> None:
+    with pytest.raises(SinkError, match="before setup"):
+        DuckDBSink(tmp_path / "x.duckdb", "g").committed_offsets("g")
 
 
 def test_full_batch_raises_backpressure(tmp_path: Path) -> None:
