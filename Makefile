@@ -33,7 +33,7 @@ tools: ## helm (chart rendering test), built from the Go module proxy once (skip
 setup: $(STAMP) system jars tools ## venv + packages + Kafka jars + system packages + tools
 
 jars: $(STAMP) ## fetch Apache Kafka's jars from Maven Central into ~/.cache (once)
-	@$(BIN)/python -c "from pipeline.devtools.localkafka import ensure_jars; print('kafka jars:', ensure_jars())"
+	@$(BIN)/python -c "from pipeline.devtools.kafkajars import ensure_jars; print('kafka jars:', ensure_jars())"
 
 lint: $(STAMP) ## ruff (lint + format), import-linter (the layers), deptry (declared dependencies)
 	$(BIN)/ruff check pipeline tests
