@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ import hypothesis  # noqa: F401
 import pytest
 
 from pipeline.devtools.localkafka import LocalKafka
+from tests import polling
 
 # kafka-python 3.0 loads its protocol schemas at import time with the deprecated
 # `importlib.resources.read_text`; import it once here so `filterwarnings = error` does not turn
@@ -165,26 +165,13 @@ def local_kafka_factory(tmp_path: Path) -> Iterator[Callable[..., LocalKafka]]:
         broker.stop()
 
 
-def _wait_until(
-    condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition!r}")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def wait_until() -> Callable[..., Any]:
-    """`wait_until(condition, timeout=30, interval=0.1, what="")`: poll until truthy, else fail.
+    """`wait_until(condition, timeout=30, what="", *, interval=0.1)`: see `tests.polling`.
 
-    Returns the condition's truthy result. Use it instead of sleeping and hoping.
+    The fixture form of the tests' one polling helper, for tests that take it as an argument.
     """
-    return _wait_until
+    return polling.wait_until
 
 
 # PostgreSQL for the sink tests: a throw-away server from Debian's binaries, one per session.
