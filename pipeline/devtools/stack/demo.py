@@ -24,7 +24,7 @@ from pipeline.serde import make_codec
 from pipeline.settings import Settings
 from pipeline.topics import spec_for
 
-__all__ = ["LifecycleTally", "run_demo"]
+__all__ = ["LifecycleTally", "print_summary", "run_demo"]
 
 
 @dataclass
@@ -122,7 +122,7 @@ def run_demo(
             raise PipelineError(f"the sink did not stop cleanly (log: {sink.log_path})")
         summary = read_summary(stack.warehouse_path)
     elapsed = time.monotonic() - started
-    _print_summary(console, summary, stack.warehouse_path, stack.worker_url, elapsed)
+    print_summary(console, summary, stack.warehouse_path, stack.worker_url, elapsed)
     return summary
 
 
@@ -130,10 +130,12 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "—" if value is None else f"{value:,.1f}{unit}"
 
 
-def _print_summary(
+def print_summary(
     console: Console, s: DemoSummary, warehouse: Path, dashboard: str, elapsed: float
 ) -> None:
-    table = Table(title=f"Demo summary — {s.messages} messages, read from the warehouse")
+    """The demo's last screen: the figures read from the warehouse, and where things are."""
+    # A title wider than the table wraps; the source of the figures goes in the caption.
+    table = Table(title=f"Demo summary — {s.messages} messages", caption="read from the warehouse")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("delivered", _fmt(s.delivered_pct, " %"))
