@@ -22,7 +22,6 @@ SETTING_PREFIXES = (
     "OUTBOUND_",
     "METRICS_",
     "LIFECYCLE_",
-    "TEST_WORKER_",
 )
 KEPT = frozenset({"ARDARY_KAFKA_CACHE"})
 

@@ -11,6 +11,7 @@ from rich.console import Console
 from pipeline.devtools.stack.demo import print_summary
 from pipeline.devtools.stack.summary import DemoSummary
 
+WAREHOUSE = Path("/srv/ardary/.runs/run-20261130T165150/warehouse.duckdb")
 SUMMARY = DemoSummary(
     messages=1_000_000,  # the most `demo --messages` accepts: the longest title
     by_state={"DELIVERED": 940_000, "FAILED": 50_000, "SUPPRESSED": 10_000},
@@ -27,7 +28,7 @@ SUMMARY = DemoSummary(
 def test_the_summary_table_title_and_caption_stay_on_one_line(width: int) -> None:
     out = io.StringIO()
     console = Console(file=out, width=width, color_system=None, legacy_windows=False)
-    print_summary(console, SUMMARY, Path("run/warehouse.duckdb"), "http://127.0.0.1:6066", 12.3)
+    print_summary(console, SUMMARY, WAREHOUSE, "http://127.0.0.1:6066", 12.3)
     lines = out.getvalue().splitlines()
     titles = [line for line in lines if "Demo summary" in line]
     assert [t.strip() for t in titles] == ["Demo summary — 1000000 messages"]
@@ -35,3 +36,6 @@ def test_the_summary_table_title_and_caption_stay_on_one_line(width: int) -> Non
     caption = next(i for i, line in enumerate(lines) if "read from" in line)
     table = lines[lines.index(titles[0]) + 1 : caption]
     assert any("time to deliver p95" in row and "1,210.5 ms" in row for row in table)
+    if width >= 130:  # the lines after the table: one each, whole
+        assert f"warehouse: {WAREHOUSE.resolve()}" in lines
+        assert f"  query it: duckdb {WAREHOUSE} 'FROM sms_lifecycle'" in lines

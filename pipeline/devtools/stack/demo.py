@@ -75,8 +75,9 @@ def run_demo(
     with run_stack(settings, options) as stack:
         console.print(
             f"stack up in {time.monotonic() - started:.1f}s — broker {stack.bootstrap}, "
-            f"simulator {stack.simulator_url}, dashboard {stack.worker_url}/ (logs: {run_dir})"
+            f"simulator {stack.simulator_url}, dashboard {stack.worker_url}/"
         )
+        console.print(f"logs: {run_dir}")
         codec = make_codec(settings.schema_registry_url)
         with SendRequestPublisher(stack.bootstrap, prefix=stack.prefix, codec=codec) as pub:
             for request in demo_requests(
@@ -148,6 +149,7 @@ def print_summary(
     for code, count in s.rejections_by_code.items():
         table.add_row(f"not sent: {code}", str(count))
     console.print(table)
-    console.print(f"warehouse: {warehouse.resolve()}  (duckdb {warehouse} 'FROM sms_lifecycle')")
+    console.print(f"warehouse: {warehouse.resolve()}")
+    console.print(f"  query it: duckdb {warehouse} 'FROM sms_lifecycle'")
     console.print(f"dashboard was at {dashboard}/ — `ardary-pipeline dev` keeps it running")
     console.print(f"demo finished in {elapsed:.1f}s")
