@@ -23,6 +23,7 @@ __all__ = [
     "KAFKA_VERSION",
     "POM_XML",
     "ensure_jars",
+    "file_lock",
     "first_error_line",
     "jar_cache_dir",
     "require_tools",
@@ -129,7 +130,7 @@ def _make_cache_dir(path: Path) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive advisory lock, so two processes never download into the cache at once."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
@@ -158,7 +159,7 @@ def ensure_jars(timeout: float = 600) -> Path:
         return libs
     tools = require_tools("java", "mvn")
     _make_cache_dir(libs.parent)
-    with _file_lock(libs.parent / f".{libs.name}.lock"):
+    with file_lock(libs.parent / f".{libs.name}.lock"):
         if (libs / _MARKER_JAR).is_file():  # another process finished while we waited
             return libs
         staging = Path(tempfile.mkdtemp(prefix=f".{libs.name}.partial-", dir=libs.parent))

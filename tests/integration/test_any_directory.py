@@ -133,6 +133,7 @@ def test_ingress_starts_from_an_empty_directory(
     port = free_port()
     ingress = start(["ingress", "--port", str(port)], **topics)
     wait_until(healthy(ingress, port), 60, "the ingress's /healthz")
+    assert (ingress.cwd / "data" / "ingress-spool").is_dir()  # the default INGRESS_SPOOL_DIR
     assert "Traceback" not in ingress.output()
 
 
@@ -201,6 +202,12 @@ WRONG = [
         {**BROKER, "WAREHOUSE_URL": "mysql://x"},
         "WAREHOUSE_URL",
         id="ingress-bad-warehouse",
+    ),
+    pytest.param(
+        ["ingress"],
+        {**BROKER, "INGRESS_SPOOL_DIR": "a-file/spool"},
+        "INGRESS_SPOOL_DIR",
+        id="ingress-spool-under-a-file",
     ),
     pytest.param(["broker", "--data-dir", "a-file"], {}, "--data-dir", id="broker-data-dir-file"),
     pytest.param(

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.settings import DEFAULT_ARDARY_BASE_URL, Settings, load_settings
-from tests.environ import SETTING_PREFIXES, setting_variables
+from tests.environ import setting_variables
 
 CONTRACT_VARIABLES = [
     "KAFKA_BOOTSTRAP_SERVERS",
@@ -46,7 +46,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 def test_the_isolation_covers_every_setting() -> None:
     fields = {name.upper() for name in Settings.model_fields}
     assert set(CONTRACT_VARIABLES) <= fields
-    assert all(name.startswith(SETTING_PREFIXES) for name in fields), fields
+    spelled = {name: "x" for name in fields} | {name.lower(): "x" for name in fields}
+    assert set(setting_variables(spelled)) == set(spelled)
+    assert setting_variables({"PATH": "/bin", "HOME": "/root", "ARDARY_KAFKA_CACHE": "c"}) == []
     assert not any(Path.cwd().iterdir())  # no .env in the working directory
 
 
