@@ -33,7 +33,7 @@ tools: ## helm (chart rendering test), built from the Go module proxy once (skip
 setup: $(STAMP) system jars tools ## venv + packages + Kafka jars + system packages + tools
 
 jars: $(STAMP) ## fetch Apache Kafka's jars from Maven Central into ~/.cache (once)
-	@$(BIN)/python -c "from pipeline.devtools.localkafka import ensure_jars; print('kafka jars:', ensure_jars())"
+	@$(BIN)/python -c "from pipeline.devtools.kafkajars import ensure_jars; print('kafka jars:', ensure_jars())"
 
 lint: $(STAMP) ## ruff (lint + format), import-linter (the layers), deptry (declared dependencies)
 	$(BIN)/ruff check pipeline tests
@@ -48,7 +48,10 @@ test: setup lint typecheck ## THE test command: set-up, lint, types, then the wh
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 unit: $(STAMP) ## only the tests that need no broker
-	$(BIN)/python -m pytest -q -m "not integration" tests/unit tests/agents
+	$(BIN)/python -m pytest -q -m "not integration" tests/unit tests/agents tests/bench
+
+integration: $(STAMP) jars ## only the tests against the real broker (and real HTTP)
+	$(BIN)/python -m pytest -q -m integration tests/integration
 
 demo: $(STAMP) jars ## the whole pipeline on this machine: broker, simulator, ingress, workers, sink
 	$(BIN)/ardary-pipeline demo
@@ -58,6 +61,12 @@ dev: $(STAMP) jars ## the same stack, kept running until Ctrl-C
 
 broker: $(STAMP) jars ## a local Kafka broker until Ctrl-C
 	$(BIN)/ardary-pipeline broker
+
+bench: $(STAMP) jars ## list the benchmarks; `make bench NAME=ingress` runs one (README: Performance)
+	@if [ -z "$(NAME)" ]; then \
+	  $(BIN)/ardary-pipeline bench --help; \
+	  echo; echo "Run one with: make bench NAME=<name>   (its flags: $(BIN)/ardary-pipeline bench <name> --help)"; \
+	else $(BIN)/ardary-pipeline bench $(NAME); fi
 
 clean: ## remove the venv and local data (not the Kafka jar cache)
 	rm -rf $(VENV) data .runs

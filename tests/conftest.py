@@ -4,8 +4,8 @@ The broker is started lazily, only when a test asks for `kafka_bootstrap` (unit 
 a JVM). Where it comes from, first match wins:
 
 1. `KAFKA_BOOTSTRAP_SERVERS` is set: that cluster is used as it is;
-2. a Docker engine answers (and `ARDARY_TEST_BROKER` is not `local`): a KRaft Kafka container
-   from testcontainers;
+2. a Docker engine answers (and `ARDARY_TEST_BROKER` is not `local`): the apache/kafka image of
+   the local broker's version, with its settings (`tests/docker_broker.py`);
 3. otherwise the project's own `LocalKafka` (Apache Kafka 4.1.2 in a JVM, Java 17+ and Maven).
 
 `ARDARY_TEST_BROKER=local` or `=docker` forces the choice between 2 and 3.
@@ -17,7 +17,6 @@ import contextlib
 import os
 import shutil
 import subprocess
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,8 @@ import hypothesis  # noqa: F401
 import pytest
 
 from pipeline.devtools.localkafka import LocalKafka
+from tests import polling
+from tests.docker_broker import container_broker
 
 # kafka-python 3.0 loads its protocol schemas at import time with the deprecated
 # `importlib.resources.read_text`; import it once here so `filterwarnings = error` does not turn
@@ -38,8 +39,6 @@ from pipeline.devtools.localkafka import LocalKafka
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.admin  # noqa: F401
-
-KAFKA_IMAGE = "confluentinc/cp-kafka:7.6.0"
 
 
 def _docker_answers(timeout: float = 5.0) -> bool:
@@ -59,22 +58,6 @@ def _docker_answers(timeout: float = 5.0) -> bool:
     return done.returncode == 0 and bool(done.stdout.strip())
 
 
-@contextlib.contextmanager
-def _container_broker() -> Iterator[str]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from testcontainers.kafka import KafkaContainer
-
-    container = (
-        KafkaContainer(KAFKA_IMAGE)
-        .with_kraft()
-        .with_env("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0")
-        .with_env("KAFKA_AUTO_CREATE_TOPICS_ENABLE", "false")
-    )
-    with container:
-        yield str(container.get_bootstrap_server())
-
-
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """Bootstrap servers of the session's Kafka broker (see the module docstring)."""
@@ -84,7 +67,7 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     choice = os.environ.get("ARDARY_TEST_BROKER", "auto").strip().lower()
     if choice == "docker" or (choice == "auto" and _docker_answers()):
-        with _container_broker() as bootstrap:
+        with container_broker() as bootstrap:
             yield bootstrap
         return
     with LocalKafka() as kafka:
@@ -165,26 +148,13 @@ def local_kafka_factory(tmp_path: Path) -> Iterator[Callable[..., LocalKafka]]:
         broker.stop()
 
 
-def _wait_until(
-    condition: Callable[[], Any], timeout: float = 30.0, interval: float = 0.1, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what or condition!r}")
-        time.sleep(interval)
-
-
 @pytest.fixture
 def wait_until() -> Callable[..., Any]:
-    """`wait_until(condition, timeout=30, interval=0.1, what="")`: poll until truthy, else fail.
+    """`wait_until(condition, timeout=30, what="", *, interval=0.1)`: see `tests.polling`.
 
-    Returns the condition's truthy result. Use it instead of sleeping and hoping.
+    The fixture form of the tests' one polling helper, for tests that take it as an argument.
     """
-    return _wait_until
+    return polling.wait_until
 
 
 # PostgreSQL for the sink tests: a throw-away server from Debian's binaries, one per session.

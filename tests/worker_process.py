@@ -7,23 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.kafka.worker import READY_LINE
 from pipeline.procutil import free_port
+from tests.polling import wait_until
 
-__all__ = ["WorkerProcess", "free_port", "wait_for"]
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
-    """Poll `condition` until true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+__all__ = ["WorkerProcess", "free_port"]
 
 
 class WorkerProcess:
@@ -73,7 +64,7 @@ class WorkerProcess:
             start_new_session=True,
         )
         log.close()
-        wait_for(self._ready, ready_timeout, f"worker {self.agents} ready ({self.log_path})")
+        wait_until(self._ready, ready_timeout, f"worker {self.agents} ready ({self.log_path})")
         return self
 
     def _ready(self) -> bool:

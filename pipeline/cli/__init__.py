@@ -1,6 +1,6 @@
 """The `ardary-pipeline` command: one sub-command per process of the pipeline.
 
-Sub-commands live next to the code they run and are imported only when invoked, so
+Each command group is one module of this package, imported only when it is invoked, so
 `ardary-pipeline --help` is instant and `ingress` never imports Faust. Expected failures
 (`PipelineError`) print one line and exit with its code (2 for usage/configuration), never
 a traceback.
@@ -44,11 +44,7 @@ class LazyGroup(click.Group):
     `--help` shows the one-line help from the table, so it imports nothing heavy.
     """
 
-    def __init__(
-        self, *args: Any, lazy: dict[str, tuple[str, str]] | None = None, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, **kwargs)
-        self.lazy = COMMANDS if lazy is None else lazy
+    lazy = COMMANDS
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.lazy)

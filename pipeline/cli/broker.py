@@ -9,6 +9,7 @@ from types import FrameType
 
 import click
 
+from pipeline.cli.paths import state_dir
 from pipeline.devtools.localkafka import KAFKA_VERSION, LocalKafka
 from pipeline.errors import BrokerError
 
@@ -18,10 +19,10 @@ __all__ = ["broker"]
 @click.command()
 @click.option(
     "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),
     default=None,
-    help="Keep topics and records here across restarts (default: a temporary directory, "
-    "deleted on exit).",
+    help="Keep topics and records here across restarts, created if missing (default: a "
+    "temporary directory, deleted on exit).",
 )
 @click.option(
     "--port",
@@ -37,6 +38,8 @@ def broker(data_dir: Path | None, port: int | None) -> None:
     SIGINT (Ctrl-C) or SIGTERM and stops the broker cleanly.
     """
     started = time.monotonic()
+    if data_dir is not None:
+        data_dir = state_dir(data_dir, "--data-dir")
     kafka = LocalKafka(data_dir=data_dir, port=port)
 
     def interrupt(signum: int, frame: FrameType | None) -> None:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli.paths import state_dir
 from pipeline.settings import load_settings
 
 __all__ = ["demo", "dev"]
 
 
 def _run_dir(base: Path) -> Path:
-    return base / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")
+    return state_dir(base, "--runs-dir") / datetime.now(UTC).strftime("run-%Y%m%dT%H%M%S")
 
 
 @click.command()

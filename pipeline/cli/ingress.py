@@ -6,6 +6,7 @@ import logging
 
 import click
 
+from pipeline.cli.paths import state_dir
 from pipeline.errors import ConfigError
 from pipeline.ingress.server import DEFAULT_RUNTIME_THREADS, serve
 from pipeline.logs import configure_logging
@@ -41,6 +42,9 @@ def ingress(host: str, port: int, threads: int) -> None:
     configure_logging()
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: required by the ingress")
+    if settings.ingress_spool_dir is not None:
+        # here, in the command's process: granian's worker would report it as a traceback
+        state_dir(settings.ingress_spool_dir, "INGRESS_SPOOL_DIR")
     if settings.pipeline_callback_token is None:
         log.warning("PIPELINE_CALLBACK_TOKEN is not set: /callbacks is open to anyone (dev only)")
     log.info(

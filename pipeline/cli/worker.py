@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pipeline.agents.app import AGENTS, create_app
+from pipeline.cli.paths import state_dir
 from pipeline.kafka.worker import PipelineWorker
 from pipeline.settings import load_settings
 
@@ -32,7 +33,7 @@ __all__ = ["worker"]
     type=click.Path(path_type=Path),
     default=Path("data/faust"),
     show_default=True,
-    help="Table state (RocksDB); one directory per worker instance.",
+    help="Table state (RocksDB); one directory per worker instance (created if missing).",
 )
 @click.option(
     "--store",
@@ -60,4 +61,5 @@ def worker(
         store=store,
         agents=names,
     )
+    state_dir(data_dir, "--data-dir")  # faust creates the last level only, without parents
     PipelineWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

@@ -31,12 +31,11 @@ from types import TracebackType
 from typing import IO, Literal, Self
 
 from pipeline.devtools.certs import ensure_tls_files
+from pipeline.devtools.kafkajars import ensure_jars, require_tools
 from pipeline.devtools.localkafka import (
     _port_is_free,
     _raise_for_java,
-    _require,
     _tail,
-    ensure_jars,
     new_cluster_id,
     render_log4j2_properties,
 )
@@ -357,7 +356,7 @@ class LocalCluster:
             )
 
     def _jvm(self, node_id: int) -> list[str]:
-        java = _require("java")["java"]
+        java = require_tools("java")["java"]
         node_dir = self.data_dir / f"node-{node_id}"
         return [
             java,

@@ -21,7 +21,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from pipeline.devtools.localkafka import _file_lock, _last_line, _require, _tail
+from pipeline.devtools.kafkajars import file_lock, first_error_line, require_tools
+from pipeline.devtools.localkafka import _tail
 from pipeline.errors import BrokerError, EnvironmentMissing
 from pipeline.procutil import die_with_parent, free_port
 
@@ -45,13 +46,13 @@ def ensure_registry(timeout: float = 900) -> Path:
     runner = target / _RUNNER
     if runner.is_file():
         return runner
-    tools = _require("java", "mvn")
+    tools = require_tools("java", "mvn")
     if not (_SOURCE / "pom.xml").is_file():
         raise EnvironmentMissing(
             f"the schema registry is built from {_SOURCE}, which this installation lacks "
             "(run from a checkout, or set SCHEMA_REGISTRY_URL to a registry)"
         )
-    with _file_lock(target.parent / f".{target.name}.lock"):
+    with file_lock(target.parent / f".{target.name}.lock"):
         if runner.is_file():
             return runner
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.parent))
@@ -86,7 +87,7 @@ def ensure_registry(timeout: float = 900) -> Path:
             if done.returncode != 0 or not (built / _RUNNER).is_file():
                 raise EnvironmentMissing(
                     f"Maven could not build the schema registry "
-                    f"({_last_line(done.stdout + done.stderr)})"
+                    f"({first_error_line(done.stdout + done.stderr)})"
                 )
             output = staging / "registry"
             output.mkdir()
@@ -122,7 +123,7 @@ class LocalRegistry:
     def start(self, timeout: float = 60) -> str:
         """Start the registry; return its URL once it answers."""
         runner = ensure_registry()
-        java = _require("java")["java"]
+        java = require_tools("java")["java"]
         users = [
             f"-Dquarkus.security.users.embedded.users.{name}={password}"
             for name, password in self.users.items()

@@ -38,6 +38,7 @@ from pipeline.topics import WAREHOUSE_TOPICS
 
 __all__ = [
     "DEFAULT_GROUP",
+    "READY_EVENT",
     "SinkStats",
     "consumer_config",
     "run_sink",
@@ -48,6 +49,7 @@ __all__ = [
 log = logging.getLogger("pipeline.sink")
 
 DEFAULT_GROUP = "ardary-warehouse"
+READY_EVENT = "sink_ready"  # logged once, when the group first gave the sink partitions
 POLL_RECORDS = 5_000
 COMMIT_TIMEOUT_MS = 5_000
 
@@ -128,6 +130,7 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.rows = 0
         self.undecodable = 0
         self.assigned_at: float | None = None  # monotonic time of the last assignment
+        self.ready = False  # READY_EVENT logged
         self.first_record_at: float | None = None
         self.writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink-writer")
         self.in_flight: Future[dict[TopicPartition, int]] | None = None
@@ -141,6 +144,10 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
         self.wait()  # the offsets must include a write still in flight
+        assigned = list(assigned)
+        if assigned and not self.ready:  # the readiness line: the first partitions are in hand
+            self.ready = True
+            log.info(READY_EVENT, extra={"group": self.group, "partitions": len(assigned)})
         self.assigned_at = time.monotonic()
         stored = {} if self.ignore_stored else self.sink.committed_offsets(self.group)
         self.ignore_stored = False

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from urllib.parse import quote
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from pipeline.ingress.decode import RawRequest, dead_letter_for
 from pipeline.kafka.admin import ensure_topics
 from pipeline.records import StatusCallback
 from pipeline.serde import AvroCodec, SchemaStore
+from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -36,17 +37,7 @@ def run(args: list[str], bootstrap: str, prefix: str) -> subprocess.CompletedPro
 
 
 def read_all(bootstrap: str, topic: str, codec: AvroCodec) -> list[object]:
-    consumer = KafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        consumer_timeout_ms=3000,
-        enable_auto_commit=False,
-    )
-    try:
-        return [codec.decode(m.value) for m in consumer]
-    finally:
-        consumer.close()
+    return [codec.decode(m.value) for m in read_topic(bootstrap, topic)]
 
 
 def test_replay_republishes_what_parses_and_reports_the_rest(

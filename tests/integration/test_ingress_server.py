@@ -51,7 +51,7 @@ async def test_cli_serves_callbacks_and_stops_cleanly_on_sigterm(
                     assert proc.poll() is None, "the ingress exited during start-up"
                     return False
 
-            await asyncio.to_thread(wait_until, ready, 60, 0.2, "the ingress to be ready")
+            await asyncio.to_thread(wait_until, ready, 60, "the ingress to be ready", interval=0.2)
             long_sms = "x" * 9000  # a URL past aiohttp's 8 KiB request-line limit
             ok = await client.get(
                 f"/callbacks/{TOKEN}?status={quote(status_json(long_sms), safe='')}"

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ from pipeline.devtools.localkafka import KAFKA_VERSION, LocalKafka
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import AvroCodec, SchemaStore
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,13 +69,15 @@ def _consume_until(
         enable_auto_commit=False,
     )
     try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def consumed() -> bytes | None:
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     if record.value == wanted:
                         return bytes(record.value)
-        pytest.fail(f"{wanted!r} not consumed from {topic} within {timeout:.0f}s")
+            return None
+
+        return wait_until(consumed, timeout, f"{wanted!r} consumed from {topic}", interval=0)
     finally:
         consumer.close()
 

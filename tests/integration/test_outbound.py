@@ -18,12 +18,13 @@ from pipeline.records import ContactSyncRequest, ContactSyncResult, OptOut
 from tests.integration.test_outbound_support import (
     LOGIN,
     SimulatorProcess,
-    TopicReader,
     publish,
     request,
     worker_env,
 )
-from tests.worker_process import WorkerProcess, wait_for
+from tests.kafka_read import TopicReader
+from tests.polling import wait_until as wait_for
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +150,7 @@ def test_optout_topic_suppresses_and_start_resubscribes(rig: Rig) -> None:
             r.phone_number == phone and r.outcome == "SUPPRESSED" for r in rig.results.records
         )
 
-    wait_for(suppressed, 30, "suppression of an opted-out number", step=0.2)
+    wait_for(suppressed, 30, "suppression of an opted-out number", interval=0.2)
     publish(
         rig.bootstrap,
         f"{rig.prefix}sms.optouts",
@@ -165,7 +166,7 @@ def test_optout_topic_suppresses_and_start_resubscribes(rig: Rig) -> None:
         got = rig.results_for([id_])
         return bool(_one(got, id_).outcome == "SUBMITTED")  # type: ignore[attr-defined]
 
-    wait_for(resubscribed, 30, "START to re-subscribe", step=0.2)
+    wait_for(resubscribed, 30, "START to re-subscribe", interval=0.2)
     assert rig.sim.ledger()[seen[-1]]["submissions"] == 1
 
 

@@ -13,13 +13,13 @@ import pytest
 from pipeline.kafka.admin import ensure_topics
 from tests.integration.test_outbound_support import (
     SimulatorProcess,
-    TopicReader,
     publish,
     request,
     worker_env,
 )
-from tests.kafka_read import read_topic
-from tests.worker_process import WorkerProcess, wait_for
+from tests.kafka_read import TopicReader, read_topic
+from tests.polling import wait_until as wait_for
+from tests.worker_process import WorkerProcess
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -14,7 +14,8 @@ from tests.integration.test_outbound_support import (
     request,
     worker_env,
 )
-from tests.worker_process import WorkerProcess, wait_for
+from tests.polling import wait_until as wait_for
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -21,11 +20,12 @@ import httpx
 from pipeline.records import Record, SendRequest
 from pipeline.serde import make_codec
 from pipeline.topics import record_key
-from tests.worker_process import free_port, wait_for
+from tests.polling import wait_until as wait_for
+from tests.worker_process import free_port
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+    from kafka import KafkaProducer
 
 LOGIN = "acme"
 KEY = "k-acme-secret"
@@ -128,49 +128,6 @@ def publish(bootstrap: str, topic: str, records: Iterable[Record]) -> None:
         producer.flush(30)
     finally:
         producer.close()
-
-
-class TopicReader:
-    """Reads a whole topic (every partition, no group) and keeps what it decoded."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None
-        )
-        parts = None
-        deadline = time.monotonic() + 20
-        while not parts and time.monotonic() < deadline:
-            parts = self.consumer.partitions_for_topic(topic)
-            time.sleep(0.1)
-        assert parts, f"no topic {topic}"
-        tps = [TopicPartition(topic, p) for p in parts]
-        self.consumer.assign(tps)
-        self.consumer.seek_to_beginning(*tps)
-        self.records: list[Any] = []
-
-    def poll(self) -> list[Any]:
-        for batch in self.consumer.poll(timeout_ms=200).values():
-            self.records.extend(CODEC.decode(m.value) for m in batch)
-        return self.records
-
-    def by_id(self) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {}
-        for r in self.records:
-            out.setdefault(r.id_sms_api, []).append(r)
-        return out
-
-    def wait_ids(self, ids: Iterable[str], timeout: float) -> dict[str, list[Any]]:
-        wanted = set(ids)
-
-        def done() -> bool:
-            self.poll()
-            return wanted <= set(self.by_id())
-
-        wait_for(done, timeout, f"results for {len(wanted)} ids")
-        return self.by_id()
-
-    def close(self) -> None:
-        self.consumer.close()
 
 
 def clean_env() -> None:

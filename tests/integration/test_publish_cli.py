@@ -14,6 +14,7 @@ import pytest
 from pipeline import records
 from pipeline.kafka.send_requests import SendRequestPublisher
 from pipeline.serde import AvroCodec, SchemaStore
+from tests.kafka_read import read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -31,25 +32,10 @@ BAD_LINES = [
 
 
 def _read_all(bootstrap: str, topic: str, expected: int) -> list[tuple[bytes, records.Record]]:
-    from kafka import KafkaConsumer, TopicPartition
-
     codec = AvroCodec(SchemaStore.load())
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
-        consumer.assign(parts)
-        consumer.seek_to_beginning(*parts)
-        end = sum(consumer.end_offsets(parts).values())
-        assert end == expected
-        out: list[tuple[bytes, records.Record]] = []
-        while len(out) < end:
-            polled = consumer.poll(timeout_ms=5000)
-            assert polled, "records missing"
-            for messages in polled.values():
-                out += [(m.key, codec.decode(m.value)) for m in messages]
-        return out
-    finally:
-        consumer.close()
+    found = read_topic(bootstrap, topic)
+    assert len(found) == expected
+    return [(m.key, codec.decode(m.value)) for m in found]
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +21,7 @@ from pipeline.devtools.simulator.config import Account, SimulatorConfig
 from pipeline.devtools.simulator.runner import RunningSimulator, run_simulator, serve_app
 from pipeline.errors import ArdaryAuthError, ArdaryTransientError
 from pipeline.records import ContactSyncRequest, SendRequest
+from tests.polling import wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +41,6 @@ ALWAYS = {
 
 def req(i: str, phone: str = OK_PHONE, message: str = "Hello", **kw: Any) -> SendRequest:
     return SendRequest(i, kw.pop("login", LOGIN), phone, message, NOW, **kw)
-
-
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 @asynccontextmanager
@@ -176,7 +170,8 @@ async def test_timeout_then_blind_retry_shows_as_duplicate() -> None:
     async with run_simulator(cfg) as sim, client_for(sim, timeout=0.2) as client:
         with pytest.raises(ArdaryOutcomeUnknown):
             await client.send_sms(LOGIN, [req("slow")])
-        await wait_for(lambda: "slow" in sim.state.ledger.entries)  # processed after the hold
+        # processed after the hold
+        await wait_until_async(lambda: "slow" in sim.state.ledger.entries)
         sim.state.reconfigure({"timeout_rate": 0.0})
         await client.send_sms(LOGIN, [req("slow")])
         assert sim.state.ledger.entries["slow"].submissions == 2
@@ -211,7 +206,7 @@ async def test_callbacks_reach_the_receiver(
         )
         async with run_simulator(cfg) as sim, client_for(sim) as client:
             await client.send_sms(LOGIN, [req("c1", message="Book [Link]", url="https://x.io/b")])
-            await wait_for(lambda: len(rec.calls) >= 6)
+            await wait_until_async(lambda: len(rec.calls) >= 6)
             statuses = rec.of("status")
             assert sorted(s["status"] for s in statuses) == ["received", "sent"]
             assert all(s[phone_key] == OK_PHONE and s["id_sms_api"] == "c1" for s in statuses)
@@ -222,7 +217,7 @@ async def test_callbacks_reach_the_receiver(
             assert {m["title"] for m in messages} == {reply_title}
             assert len(rec.of(call)) == 1
             # the STOP reply put the number on the stop list: the next send is suppressed
-            await wait_for(lambda: OK_PHONE in sim.state.stop_list)
+            await wait_until_async(lambda: OK_PHONE in sim.state.stop_list)
             (again,) = await client.send_sms(LOGIN, [req("c2")])
             assert again.outcome == "SUPPRESSED" and again.error_codes == ("#003",)
 
@@ -240,9 +235,9 @@ async def test_duplicate_callbacks() -> None:
         )
         async with run_simulator(cfg) as sim, client_for(sim) as client:
             await client.send_sms(LOGIN, [req("d")])
-            await wait_for(lambda: len(rec.of("status")) == 4)
+            await wait_until_async(lambda: len(rec.of("status")) == 4)
             assert sorted(s["status"] for s in rec.of("status")) == ["received"] * 2 + ["sent"] * 2
-            await wait_for(lambda: sim.state.dispatcher.pending == 0)
+            await wait_until_async(lambda: sim.state.dispatcher.pending == 0)
             assert sim.state.dispatcher.stats["delivered"] == 4
 
 
@@ -264,7 +259,7 @@ async def test_same_seed_same_callbacks() -> None:
                 ]
                 await client.send_sms(LOGIN, batch)
                 planned = sim.state.dispatcher.stats["planned"]
-                await wait_for(lambda: len(rec.calls) == planned)  # noqa: B023
+                await wait_until_async(lambda: len(rec.calls) == planned)  # noqa: B023
                 seen.append(sorted((n, _without_dates(p)) for n, p in rec.calls))
     assert seen[0] == seen[1]
     assert 40 < len(seen[0]) < 40 * 3  # the probabilities were actually drawn

@@ -13,7 +13,8 @@ from pipeline.core.lifecycle import batch_lifecycles
 from pipeline.kafka.admin import ensure_topics
 from pipeline.records import SendRequest, SendResult
 from tests.agents.streamdata import TopicReader, make_events, produce, recent_base
-from tests.worker_process import WorkerProcess, wait_for
+from tests.polling import wait_until as wait_for
+from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 

@@ -1,8 +1,10 @@
-"""Architecture rules a test can check: pure packages import no I/O; compose runs real commands."""
+"""Architecture rules a test can check: pure packages import no I/O; compose runs real commands,
+each in the image it needs."""
 
 from __future__ import annotations
 
 import ast
+import tomllib
 from pathlib import Path
 
 import click
@@ -10,6 +12,7 @@ import pytest
 import yaml
 
 from pipeline.cli import COMMANDS, cli
+from pipeline.devtools.kafkajars import KAFKA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 IO_MODULES = {
@@ -78,3 +81,52 @@ def test_compose_services_run_real_subcommands() -> None:
         command.make_context(name, list(args), resilient_parsing=False)
         assert service["build"]["dockerfile"] == "deploy/Dockerfile"
         assert service["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+
+
+def runtime_command_modules() -> set[str]:
+    """The CLI modules pyproject's import-linter contract keeps free of the developer tooling."""
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    (contract,) = [
+        c for c in contracts["contracts"] if c["name"].startswith("No runtime module imports")
+    ]
+    return {m for m in contract["source_modules"] if m.startswith("pipeline.cli.")}
+
+
+def dockerfile_stages() -> dict[str, list[str]]:
+    """deploy/Dockerfile's stages by name, each with its lines, in file order."""
+    stages: dict[str, list[str]] = {}
+    current: list[str] = []
+    for line in (ROOT / "deploy" / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM "):
+            current = stages.setdefault(line.split(" AS ")[1].strip(), [])
+        current.append(line)
+    return stages
+
+
+def test_the_runtime_image_has_no_developer_tooling_and_the_dev_image_has() -> None:
+    stages = dockerfile_stages()
+    assert list(stages)[-1] == "runtime"  # what `docker build` makes without --target
+    runtime_installs = [line for line in stages["runtime"] if "pip install" in line]
+    assert runtime_installs and not any("[dev]" in line for line in runtime_installs)
+    assert any('"ardary-pipeline[dev]"' in line for line in stages["dev"])
+
+
+def test_compose_builds_the_dev_image_only_for_developer_commands() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    runtime = runtime_command_modules()
+    assert {"pipeline.cli.ingress", "pipeline.cli.worker", "pipeline.cli.sink"} <= runtime
+    targets = {}
+    for name, service in services.items():
+        if name == "kafka":
+            continue
+        module = COMMANDS[service["command"][0]][0].partition(":")[0]
+        targets[name] = service["build"]["target"]
+        assert targets[name] == ("runtime" if module in runtime else "dev"), name
+    assert targets["simulator"] == "dev"
+    images = {services[n]["image"] for n, t in targets.items() if t == "runtime"}
+    assert len(images) == 1 and services["simulator"]["image"] not in images  # no tag clash
+
+
+def test_compose_runs_the_local_brokers_kafka_version() -> None:
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    assert services["kafka"]["image"] == f"apache/kafka:{KAFKA_VERSION}"

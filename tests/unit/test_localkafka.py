@@ -10,18 +10,16 @@ from pathlib import Path
 
 import pytest
 
+import pipeline.devtools.kafkajars as jars
 import pipeline.devtools.localkafka as lk
+from pipeline.devtools.kafkajars import KAFKA_VERSION, POM_XML, ensure_jars, jar_cache_dir
 from pipeline.devtools.localkafka import (
-    KAFKA_VERSION,
-    POM_XML,
     LocalKafka,
-    ensure_jars,
-    jar_cache_dir,
     new_cluster_id,
     render_log4j2_properties,
     render_server_properties,
 )
-from pipeline.errors import BrokerError, EnvironmentMissing
+from pipeline.errors import BrokerError, ConfigError, EnvironmentMissing
 
 REPO = Path(__file__).resolve().parents[2]
 MARKER = f"kafka_2.13-{KAFKA_VERSION}.jar"
@@ -69,8 +67,8 @@ def test_jar_cache_dir_follows_xdg_and_override(
 def test_missing_tool_is_one_line_naming_the_alternative(
     missing: str, empty_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_which = lk.shutil.which
-    monkeypatch.setattr(lk.shutil, "which", lambda t: None if t == missing else real_which(t))
+    real_which = jars.shutil.which
+    monkeypatch.setattr(jars.shutil, "which", lambda t: None if t == missing else real_which(t))
     with pytest.raises(EnvironmentMissing) as caught:
         ensure_jars()
     message = str(caught.value)
@@ -121,6 +119,29 @@ def test_failed_download_leaves_nothing_to_reuse(
     assert "KAFKA_BOOTSTRAP_SERVERS" in str(caught.value)
     assert not empty_cache.exists()
     assert [p.name for p in empty_cache.parent.iterdir()] == [".libs.lock"]
+
+
+def test_a_cache_that_cannot_be_created_names_the_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("ARDARY_KAFKA_CACHE", str(blocker / "kafka" / "libs"))
+    bin_dir = tmp_path / "bin"
+    _fake_tool(bin_dir, "java", "exit 0")
+    _fake_tool(bin_dir, "mvn", "exit 0")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    with pytest.raises(ConfigError) as caught:
+        ensure_jars()
+    message = str(caught.value)
+    assert message.startswith("ARDARY_KAFKA_CACHE: ")
+    assert str(blocker / "kafka") in message
+    assert "\n" not in message
+
+
+def test_the_checkouts_pom_is_used_from_a_checkout(tmp_path: Path) -> None:
+    assert jars._pom_path(tmp_path) == REPO / "deploy" / "kafka-local" / "pom.xml"
+    assert not (tmp_path / "pom.xml").exists()  # the embedded copy is for installed wheels
 
 
 def test_successful_download_is_moved_into_place(

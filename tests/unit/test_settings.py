@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.settings import DEFAULT_ARDARY_BASE_URL, load_settings
+from pipeline.settings import DEFAULT_ARDARY_BASE_URL, Settings, load_settings
+from tests.environ import setting_variables
 
 CONTRACT_VARIABLES = [
     "KAFKA_BOOTSTRAP_SERVERS",
@@ -30,10 +32,24 @@ CONTRACT_VARIABLES = [
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: pytest.TempPathFactory) -> None:
-    for name in CONTRACT_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)  # no stray .env
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No setting from the developer's shell or `.env` reaches these tests.
+
+    Every ARDARY_/KAFKA_/PIPELINE_/... variable is removed (not only the contract's: a setting
+    added later is covered too), and the tests run in an empty directory, so no `.env` is read.
+    """
+    for name in setting_variables():
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_the_isolation_covers_every_setting() -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    assert set(CONTRACT_VARIABLES) <= fields
+    spelled = {name: "x" for name in fields} | {name.lower(): "x" for name in fields}
+    assert set(setting_variables(spelled)) == set(spelled)
+    assert setting_variables({"PATH": "/bin", "HOME": "/root", "ARDARY_KAFKA_CACHE": "c"}) == []
+    assert not any(Path.cwd().iterdir())  # no .env in the working directory
 
 
 def test_defaults_are_the_contracts() -> None:
@@ -132,12 +148,12 @@ def test_hash_pii_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> None:
         load_settings()
 
 
-def test_dotenv_file_is_read(tmp_path: pytest.TempPathFactory) -> None:
-    (tmp_path / ".env").write_text("PIPELINE_TOPIC_PREFIX=fromfile.\n")  # type: ignore[operator]
+def test_dotenv_file_is_read(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("PIPELINE_TOPIC_PREFIX=fromfile.\n")
     assert load_settings().pipeline_topic_prefix == "fromfile."
 
 
-def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path: pytest.TempPathFactory) -> None:
+def test_cli_exits_2_with_one_line_naming_the_variable(tmp_path: Path) -> None:
     env = {
         "PATH": "/usr/bin:/bin",
         "OUTBOUND_MAX_BATCH": "many",

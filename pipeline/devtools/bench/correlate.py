@@ -25,13 +25,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 from uuid import uuid4
 
-import click
-
 from pipeline import records
 from pipeline.devtools.bench.broker import bench_broker
+from pipeline.devtools.waiting import wait_until
+from pipeline.errors import PipelineError
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.readers import topic_partitions
 from pipeline.kafka.worker import READY_LINE
@@ -40,7 +41,7 @@ from pipeline.serde import make_codec
 from pipeline.settings import load_settings
 from pipeline.topics import record_key, topic_for_record
 
-__all__ = ["bench_correlate_command", "mixed_events"]
+__all__ = ["mixed_events", "percentile", "run_correlate_bench"]
 
 SOURCES = ("sms.send-requests", "sms.send-results", "callbacks.status", "callbacks.clicks")
 _WORKER = (sys.executable, "-m", "pipeline", "worker", "--agents", "correlate")
@@ -136,14 +137,6 @@ def _processed(port: int) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str, step: float = 0.1) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise click.ClickException(f"timed out waiting for {what}")
-        time.sleep(step)
-
-
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -162,7 +155,7 @@ def _drain_rate(port: int, target: float, timeout: float) -> float:
         if n >= target and first is not None:
             return (n - first[0]) / max(t - first[1], 1e-9)
         if time.monotonic() > deadline:
-            raise click.ClickException(f"worker processed {n:.0f}/{target:.0f} in time")
+            raise PipelineError(f"worker processed {n:.0f}/{target:.0f} in time")
         time.sleep(0.05)
 
 
@@ -244,25 +237,26 @@ async def _latency(
     return sorted(max(0.0, (seen[k] - acked[k]) * 1000) for k in acked if k in seen)
 
 
-def _p(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank `q` quantile of sorted `values` (NaN when there are none)."""
     if not values:
         return float("nan")
     return values[min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))]
 
 
-@click.command("correlate")
-@click.option("--events", "n_events", default=200_000, show_default=True)
-@click.option("--partitions", default=6, show_default=True)
-@click.option("--live", default=1_000_000, show_default=True, help="Lifecycles for RSS (0: skip).")
-@click.option("--rate", default=500.0, show_default=True, help="Callbacks/s for the latency run.")
-@click.option("--seconds", default=10.0, show_default=True, help="Latency run length.")
-@click.option("--store", default="rocksdb://", show_default=True)
-def bench_correlate_command(
-    n_events: int, partitions: int, live: int, rate: float, seconds: float, store: str
+def run_correlate_bench(
+    *,
+    n_events: int,
+    partitions: int,
+    live: int,
+    rate: float,
+    seconds: float,
+    store: str,
+    echo: Callable[[str], Any] = print,
 ) -> None:
     """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
     with bench_broker() as bootstrap:
-        _bench(bootstrap, n_events, partitions, live, rate, seconds, store)
+        _bench(bootstrap, n_events, partitions, live, rate, seconds, store, echo)
 
 
 def _bench(
@@ -273,6 +267,7 @@ def _bench(
     rate: float,
     seconds: float,
     store: str,
+    echo: Callable[[str], Any],
 ) -> None:
     prefix = f"bench{uuid4().hex[:6]}."
     ensure_topics(bootstrap, prefix, partitions)
@@ -284,12 +279,12 @@ def _bench(
         for e in events
     ]
     asyncio.run(_produce(bootstrap, items))
-    click.echo(f"preloaded {len(items)} events on {partitions} partitions ({prefix})")
+    echo(f"preloaded {len(items)} events on {partitions} partitions ({prefix})")
 
     topics = [f"{prefix}{name}" for name in SOURCES]
     _create_topic(bootstrap, f"{prefix}bench-bare-out", partitions)
     bare = asyncio.run(_bare_loop(bootstrap, topics, f"{prefix}bench-bare-out", len(items)))
-    click.echo(f"bare getmany→decode→encode→produce: {bare:,.0f} events/s")
+    echo(f"bare getmany→decode→encode→produce: {bare:,.0f} events/s")
 
     port = free_port()
     env = {
@@ -309,14 +304,16 @@ def _bench(
                 start_new_session=True,
             )
         try:
-            _wait(lambda: READY_LINE in log_path.read_text(errors="replace"), 120, "worker ready")
+            wait_until(
+                lambda: READY_LINE in log_path.read_text(errors="replace"), 120, "worker ready"
+            )
             rate_worker = _drain_rate(port, len(items), 600)
-            click.echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
+            echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
 
             lat = asyncio.run(_latency(bootstrap, prefix, rate, seconds, base))
-            click.echo(
+            echo(
                 f"latency ingress 200 → sms.lifecycle at {rate:.0f}/s: n={len(lat)} "
-                f"p50={_p(lat, 0.5):.1f} ms p99={_p(lat, 0.99):.1f} ms"
+                f"p50={percentile(lat, 0.5):.1f} ms p99={percentile(lat, 0.99):.1f} ms"
             )
             if live:
                 done = _processed(port)
@@ -333,12 +330,14 @@ def _bench(
                         ],
                     )
                 )
-                _wait(lambda: _processed(port) >= done + live, 1800, "live lifecycles", 1.0)
-                click.echo(f"worker RSS with {live:,} live lifecycles: {_rss_mb(proc.pid):.0f} MB")
+                wait_until(
+                    lambda: _processed(port) >= done + live, 1800, "live lifecycles", interval=1.0
+                )
+                echo(f"worker RSS with {live:,} live lifecycles: {_rss_mb(proc.pid):.0f} MB")
         finally:
             os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-    click.echo(f"RATIO correlate_vs_bare={rate_worker / bare:.2f}")
+    echo(f"RATIO correlate_vs_bare={rate_worker / bare:.2f}")

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -27,17 +26,18 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-import click
 import httpx
 
 from pipeline.devtools.bench.broker import bench_broker
+from pipeline.devtools.waiting import wait_until
+from pipeline.errors import PipelineError
 from pipeline.kafka.admin import ensure_topics
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import make_codec
 from pipeline.topics import record_key
 
-__all__ = ["bench_outbound_command", "peak_per_second", "rate_figures"]
+__all__ = ["peak_per_second", "rate_figures", "run_outbound_bench"]
 
 PARTITIONS = 6
 WARMUP = 2.0
@@ -65,15 +65,6 @@ def rate_figures(stamps: list[float], rate: float, seconds: float) -> tuple[floa
     return len(window) / seconds / rate, peak_per_second(window) / rate
 
 
-def _wait(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.1)
-    raise click.ClickException(f"timed out waiting for {what}")
-
-
 class _Sim:
     def __init__(self, workdir: Path) -> None:
         self.port = free_port()
@@ -95,7 +86,7 @@ class _Sim:
             start_new_session=True,
         )
         log.close()
-        _wait(self._up, 30, "the simulator")
+        wait_until(self._up, 30, "the simulator")
 
     def _up(self) -> bool:
         with contextlib.suppress(httpx.HTTPError):
@@ -172,9 +163,9 @@ def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
                 )
             procs.append((proc, log_path))
         for proc, log_path in procs:
-            _wait(_ready(log_path, READY_LINE), 120, f"worker ready ({log_path})")
+            wait_until(_ready(log_path, READY_LINE), 120, f"worker ready ({log_path})")
             if proc.poll() is not None:
-                raise click.ClickException(f"worker exited, see {log_path}")
+                raise PipelineError(f"worker exited, see {log_path}")
         yield
     finally:
         for proc, _ in procs:
@@ -227,24 +218,16 @@ def _run(
     ensure_topics(bootstrap, prefix, PARTITIONS)
     sim.reset()
     with _workers(workers, _env(bootstrap, prefix, sim, rate), workdir):
-        _wait(_group_stable(bootstrap, f"{prefix}workers", workers), 120, "a stable group")
+        wait_until(_group_stable(bootstrap, f"{prefix}workers", workers), 120, "a stable group")
         _publish(bootstrap, f"{prefix}sms.send-requests", count, prefix)
-        _wait(lambda: sim.stats()["unique_ids"] >= count, timeout, "the simulator's ledger")
+        wait_until(lambda: sim.stats()["unique_ids"] >= count, timeout, "the simulator's ledger")
         stamps = [float(m["first_accepted_at"]) for m in sim.ledger()]
     return stamps
 
 
-@click.command("outbound")
-@click.option("--seconds", default=60.0, show_default=True, type=float, help="Measured time.")
-@click.option("--rate", default=200.0, show_default=True, type=float, help="Target msg/s.")
-@click.option(
-    "--messages",
-    default=30_000,
-    show_default=True,
-    type=int,
-    help="Messages of each unlimited-throughput run.",
-)
-def bench_outbound_command(seconds: float, rate: float, messages: int) -> None:
+def run_outbound_bench(
+    *, seconds: float, rate: float, messages: int, echo: Callable[[str], Any] = print
+) -> None:
     """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput."""
 
     with contextlib.ExitStack() as stack:
@@ -268,7 +251,7 @@ def bench_outbound_command(seconds: float, rate: float, messages: int) -> None:
             duplicates += sim.stats()["duplicate_ids"]
             accuracy, peak = rate_figures(stamps, rate, seconds)
             suffix = "" if workers == 1 else "_2w"
-            click.echo(
+            echo(
                 f"rate {rate:g}/s, {workers} worker(s), {seconds:g} s measured: "
                 f"{accuracy * rate:.1f} msg/s, peak {peak * rate:.0f} in 1 s"
             )
@@ -289,13 +272,11 @@ def bench_outbound_command(seconds: float, rate: float, messages: int) -> None:
             duplicates += sim.stats()["duplicate_ids"]
             span = max(stamps) - min(stamps)
             throughput = len(stamps) / span if span > 0 else float("inf")
-            click.echo(
-                f"unlimited, {workers} worker(s): {len(stamps)} msgs, {throughput:.0f} msg/s"
-            )
+            echo(f"unlimited, {workers} worker(s): {len(stamps)} msgs, {throughput:.0f} msg/s")
             lines.append(
                 f"RATIO unlimited{'' if workers == 1 else '_2w'}_msgs_per_s={throughput:.0f}"
             )
-        click.echo(f"duplicates in the ledger: {duplicates}")
+        echo(f"duplicates in the ledger: {duplicates}")
         lines.append(f"RATIO ledger_duplicates={duplicates}")
         for line in lines:
-            click.echo(line)
+            echo(line)

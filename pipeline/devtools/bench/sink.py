@@ -19,17 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
-
 from pipeline import records
-from pipeline.devtools.bench.broker import bench_broker
 from pipeline.procutil import batch_gc
 from pipeline.serde import AvroCodec, SchemaStore
 from pipeline.settings import load_settings
 from pipeline.sinks.runner import POLL_RECORDS, consumer_config, run_sink
 from pipeline.topics import record_key
 
-__all__ = ["bench_sink_command", "run_sink_bench"]
+__all__ = ["bench_postgres", "run_sink_bench"]
 
 TOPIC = "sms.lifecycle"
 PARTITIONS = 6
@@ -161,24 +158,16 @@ def run_sink_bench(
 
 
 @contextlib.contextmanager
-def _postgres(dsn: str | None) -> Iterator[str | None]:
+def bench_postgres(dsn: str | None, *, warn: Callable[[str], Any] = print) -> Iterator[str | None]:
+    """`dsn` if given, else a temporary PostgreSQL server, else None (binaries missing)."""
     if dsn:
         yield dsn
         return
     from pipeline.devtools.pgtemp import TempPostgres, find_pg_bin
 
     if find_pg_bin() is None:
-        click.echo("PostgreSQL binaries not found: skipping the PostgreSQL run", err=True)
+        warn("PostgreSQL binaries not found: skipping the PostgreSQL run")
         yield None
         return
     with TempPostgres() as pg:
         yield pg.dsn
-
-
-@click.command("sink")
-@click.option("-n", "--records", "n", default=200_000, show_default=True, type=int)
-@click.option("--pg-dsn", default=None, help="PostgreSQL DSN (default: a temporary server).")
-def bench_sink_command(n: int, pg_dsn: str | None) -> None:
-    """Lifecycle rows/s into DuckDB and PostgreSQL, against the bare consume loop."""
-    with bench_broker() as bootstrap, _postgres(pg_dsn) as dsn:
-        run_sink_bench(bootstrap, n=n, pg_dsn=dsn, echo=click.echo)

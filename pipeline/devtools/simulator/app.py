@@ -313,6 +313,11 @@ async def stats(request: Request) -> Response:
     return _json(out)
 
 
+async def healthz(request: Request) -> Response:
+    """Liveness, as every long-running command of the project answers it."""
+    return _json({"status": "ok"})
+
+
 async def reset(request: Request) -> Response:
     state: SimulatorState = request.app.state.sim
     await state.dispatcher.cancel_pending()
@@ -373,6 +378,7 @@ def build_app(config: SimulatorConfig) -> Starlette:
         for path, fn in api
     ]
     routes += [
+        Route("/healthz", healthz, methods=["GET"]),
         Route("/_sim/ledger", ledger, methods=["GET"]),
         Route("/_sim/ledger/{id_sms_api:str}", ledger_entry, methods=["GET"]),
         Route("/_sim/stats", stats, methods=["GET"]),

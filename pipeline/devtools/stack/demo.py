@@ -24,7 +24,7 @@ from pipeline.serde import make_codec
 from pipeline.settings import Settings
 from pipeline.topics import spec_for
 
-__all__ = ["LifecycleTally", "run_demo"]
+__all__ = ["LifecycleTally", "print_summary", "run_demo"]
 
 
 @dataclass
@@ -75,8 +75,9 @@ def run_demo(
     with run_stack(settings, options) as stack:
         console.print(
             f"stack up in {time.monotonic() - started:.1f}s — broker {stack.bootstrap}, "
-            f"simulator {stack.simulator_url}, dashboard {stack.worker_url}/ (logs: {run_dir})"
+            f"simulator {stack.simulator_url}, dashboard {stack.worker_url}/"
         )
+        console.print(f"logs: {run_dir}")
         codec = make_codec(settings.schema_registry_url)
         with SendRequestPublisher(stack.bootstrap, prefix=stack.prefix, codec=codec) as pub:
             for request in demo_requests(
@@ -122,7 +123,7 @@ def run_demo(
             raise PipelineError(f"the sink did not stop cleanly (log: {sink.log_path})")
         summary = read_summary(stack.warehouse_path)
     elapsed = time.monotonic() - started
-    _print_summary(console, summary, stack.warehouse_path, stack.worker_url, elapsed)
+    print_summary(console, summary, stack.warehouse_path, stack.worker_url, elapsed)
     return summary
 
 
@@ -130,10 +131,12 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "—" if value is None else f"{value:,.1f}{unit}"
 
 
-def _print_summary(
+def print_summary(
     console: Console, s: DemoSummary, warehouse: Path, dashboard: str, elapsed: float
 ) -> None:
-    table = Table(title=f"Demo summary — {s.messages} messages, read from the warehouse")
+    """The demo's last screen: the figures read from the warehouse, and where things are."""
+    # A title wider than the table wraps; the source of the figures goes in the caption.
+    table = Table(title=f"Demo summary — {s.messages} messages", caption="read from the warehouse")
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("delivered", _fmt(s.delivered_pct, " %"))
@@ -146,6 +149,7 @@ def _print_summary(
     for code, count in s.rejections_by_code.items():
         table.add_row(f"not sent: {code}", str(count))
     console.print(table)
-    console.print(f"warehouse: {warehouse.resolve()}  (duckdb {warehouse} 'FROM sms_lifecycle')")
+    console.print(f"warehouse: {warehouse.resolve()}")
+    console.print(f"  query it: duckdb {warehouse} 'FROM sms_lifecycle'")
     console.print(f"dashboard was at {dashboard}/ — `ardary-pipeline dev` keeps it running")
     console.print(f"demo finished in {elapsed:.1f}s")

@@ -11,6 +11,7 @@ from pipeline.ingress.app import IngressApp
 from pipeline.kafka.publisher import PublishItem
 from pipeline.serde import AvroCodec
 from pipeline.settings import Settings
+from tests.polling import wait_until_async
 
 from .conftest import PREFIX, TOKEN, FakePublisher, call_raw
 from .samples import status_json
@@ -60,9 +61,7 @@ async def test_lifespan_starts_and_stops_the_publisher(
     app = make_app(settings, codec, events)
     inbox, outbox, task = await run_lifespan(app)
     await inbox.put({"type": "lifespan.startup"})
-    async with asyncio.timeout(5):
-        while "lifespan.startup.complete" not in outbox:
-            await asyncio.sleep(0.01)
+    await wait_until_async(lambda: "lifespan.startup.complete" in outbox, 5, "startup complete")
     assert events == ["start"]
     query = f"status={quote(status_json(), safe='')}".encode()
     assert (await call_raw(app, "GET", f"/callbacks/{TOKEN}", query=query)).status == 200
@@ -84,11 +83,14 @@ async def test_shutdown_drains_in_flight_requests_before_stopping(
     publisher.gate = asyncio.Event()
     query = f"status={quote(status_json(), safe='')}".encode()
     request = asyncio.create_task(call_raw(app, "GET", f"/callbacks/{TOKEN}", query=query))
-    async with asyncio.timeout(5):
-        while publisher.waiting == 0:
-            await asyncio.sleep(0.01)
+    await wait_until_async(lambda: publisher.waiting > 0, 5, "the request to be in flight")
     shutdown = asyncio.create_task(app.shutdown())
-    await asyncio.sleep(0.05)
+    # The signal that shutdown has begun: /readyz turns 503 once the app drains. From then on
+    # shutdown can only wait for the held request; had it not waited, it would have stopped
+    # the publisher in the same step in which it began draining (the fake's stop never yields).
+    async with asyncio.timeout(5):
+        while (await call_raw(app, "GET", "/readyz")).status != 503:
+            await asyncio.sleep(0)
     assert not shutdown.done(), "shutdown must wait for the in-flight request"
     assert "stop" not in events
     late = await call_raw(app, "GET", f"/callbacks/{TOKEN}", query=query)

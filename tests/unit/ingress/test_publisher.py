@@ -14,6 +14,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.errors import BrokerError
 from pipeline.kafka import publisher as publisher_module
 from pipeline.kafka.publisher import KafkaPublisher
+from tests.polling import wait_until_async
 
 PARTITIONS = [0, 1, 2]
 
@@ -94,14 +95,6 @@ def stub(monkeypatch: pytest.MonkeyPatch) -> Callable[[], StubProducer]:
     return lambda: StubProducer.instances[-1]
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail("condition not met before the deadline")
-        await asyncio.sleep(0.01)
-
-
 async def test_producer_is_idempotent_with_acks_all(stub: Callable[[], StubProducer]) -> None:
     publisher = KafkaPublisher("h1:9092,h2:9092")
     await publisher.start()
@@ -154,7 +147,7 @@ async def test_a_busy_partition_collects_its_next_batch(stub: Callable[[], StubP
     producer = stub()
     producer.mode = "held"
     first = asyncio.create_task(publisher.publish([("t", b"same", b"v0")], within=5.0))
-    await wait_for(lambda: producer.sends == 1)
+    await wait_until_async(lambda: producer.sends == 1)
     rest = [
         asyncio.create_task(publisher.publish([("t", b"same", b"v%d" % n)], within=5.0))
         for n in range(1, 4)
@@ -164,7 +157,7 @@ async def test_a_busy_partition_collects_its_next_batch(stub: Callable[[], StubP
     assert producer.sends == 1 and not first.done()
     producer.ack_held()
     await first
-    await wait_for(lambda: producer.sends == 2)
+    await wait_until_async(lambda: producer.sends == 2)
     assert [value for _, value in producer.batches[1][2]] == [b"v1", b"v2", b"v3"]
     producer.ack_held()
     await asyncio.gather(*rest)
@@ -219,7 +212,7 @@ async def test_failure_marks_down_fails_fast_then_recovers(
     assert not await publisher.ready()
     producer.mode = "ack"
     producer.client.reachable = True
-    await wait_for(lambda: publisher.broker_up)
+    await wait_until_async(lambda: publisher.broker_up)
     await publisher.publish([("t", None, b"v")], within=1.0)
     assert await publisher.ready()
     await publisher.stop()
@@ -244,12 +237,12 @@ async def test_unacknowledged_record_fails_by_its_deadline(
     await publisher.start()
     stub().mode = "never"
     waiting = asyncio.create_task(publisher.publish([("t", None, b"v")], within=5.0))
-    await wait_for(lambda: stub().sends == 1)
+    await wait_until_async(lambda: stub().sends == 1)
     assert not waiting.done()
     # One watchdog tick before the deadline: the next check fails the request, so the caller
     # never waits past its bound (the clock does not move on while the test waits).
     clock.now += 5.0 - publisher_module._WATCHDOG_TICK
-    await wait_for(waiting.done)
+    await wait_until_async(waiting.done)
     with pytest.raises(TimeoutError):
         waiting.result()
     assert not publisher.broker_up

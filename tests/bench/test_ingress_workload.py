@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from pipeline.ardary.callbacks import kind_of, parse_callbacks
-from pipeline.devtools.bench.ingress import TOKEN, generate_paths, parse_wrk
+from pipeline.devtools.bench.workload import TOKEN, generate_paths
+from pipeline.devtools.bench.wrk import parse_wrk
 from pipeline.ingress.decode import MAX_REQUEST_BYTES, decode_query
 
 WRK_OUTPUT = """\

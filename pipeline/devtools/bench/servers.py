@@ -1,0 +1,155 @@
+"""The ingress benchmark's server processes: the ingress, a constant-200 app, their RSS."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pipeline.devtools.waiting import wait_until
+from pipeline.errors import PipelineError
+
+__all__ = [
+    "RssSampler",
+    "hello_app",
+    "hello_argv",
+    "ingress_argv",
+    "running_server",
+    "tree_rss_bytes",
+]
+
+
+async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Bare ASGI app answering a constant 200 (the server's ceiling on the same requests)."""
+    if scope["type"] != "http":
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        return
+    body = b'{"accepted":[]}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of a process and its descendants (granian serves from a child process)."""
+    total = 0
+    stack = [pid]
+    while stack:
+        current = stack.pop()
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{current}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+    return total
+
+
+class RssSampler:
+    """Samples the peak RSS of a process tree in a background thread."""
+
+    def __init__(self, pid: int, interval: float = 0.25) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, tree_rss_bytes(self.pid))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _answers_200(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_server(argv: list[str], env: dict[str, str], ready_url: str) -> Iterator[int]:
+    """Start a server process (own process group), wait for `ready_url`, SIGTERM it at the end."""
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+        yield from _supervise(proc, log, ready_url)
+
+
+def _supervise(proc: subprocess.Popen[bytes], log: Any, ready_url: str) -> Iterator[int]:
+    try:
+        try:
+            wait_until(
+                lambda: _answers_200(ready_url), 60, f"{ready_url} to answer 200", interval=0.2
+            )
+        except PipelineError:
+            log.seek(0)
+            sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+            raise
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
+def ingress_argv(port: int, server: str, threads: int) -> list[str]:
+    if server == "granian":
+        return [
+            sys.executable, "-m", "pipeline", "ingress",
+            "--host", "127.0.0.1", "--port", str(port), "--threads", str(threads),
+        ]  # fmt: skip
+    code = (
+        "import uvicorn; uvicorn.run('pipeline.ingress.app:app_from_env', factory=True, "
+        f"host='127.0.0.1', port={port}, loop='uvloop', http='httptools', "
+        "log_level='warning', access_log=False)"
+    )
+    return [sys.executable, "-c", code]
+
+
+def hello_argv(port: int, server: str, threads: int) -> list[str]:
+    if server == "granian":
+        code = (
+            "from pipeline.ingress.server import serve; "
+            f"serve('pipeline.devtools.bench.servers:hello_app', '127.0.0.1', {port}, "
+            f"runtime_threads={threads})"
+        )
+    else:
+        code = (
+            "import uvicorn; uvicorn.run('pipeline.devtools.bench.servers:hello_app', "
+            f"host='127.0.0.1', port={port}, loop='uvloop', http='httptools', "
+            "log_level='warning', access_log=False)"
+        )
+    return [sys.executable, "-c", code]

@@ -1,0 +1,99 @@
+"""The benchmarks' pure helpers: the figures they print are only as right as these."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline import records
+from pipeline.cli.bench import bench
+from pipeline.devtools.bench.correlate import mixed_events, percentile
+from pipeline.devtools.bench.outbound import WARMUP, peak_per_second, rate_figures
+from pipeline.devtools.bench.servers import hello_app
+from pipeline.devtools.bench.wrk import write_cycle_script
+
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def test_peak_counts_the_busiest_closed_one_second_window() -> None:
+    assert peak_per_second([]) == 0
+    assert peak_per_second([5.0]) == 1
+    # 0.0, 0.5 and 1.0 share the closed window [0, 1]; 2.5 is alone
+    assert peak_per_second([2.5, 1.0, 0.0, 0.5]) == 3
+    assert peak_per_second([0.0, 1.01, 2.02]) == 1
+
+
+def test_rate_figures_skip_the_warm_up_and_divide_by_the_target() -> None:
+    target, seconds = 10.0, 4.0
+    stamps = [i / 10 for i in range(int((WARMUP + seconds + 1) * 10))]  # exactly 10/s
+    accuracy, peak = rate_figures(stamps, target, seconds)
+    assert accuracy == pytest.approx(1.0)
+    assert peak == pytest.approx(1.1)  # a closed 1-s window holds 11 stamps 0.1 s apart
+    burst = [WARMUP + 0.001 * i for i in range(40)]  # 40 at once, then nothing
+    accuracy, peak = rate_figures([0.0, *burst], target, seconds)
+    assert accuracy == pytest.approx(40 / seconds / target)
+    assert peak == pytest.approx(4.0)
+    assert rate_figures([], target, seconds) == (0.0, 0.0)
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert percentile(values, 0.5) == 50.0
+    assert percentile(values, 0.99) == 99.0
+    assert percentile(values, 1.0) == 100.0
+    assert percentile([7.0], 0.99) == 7.0
+    assert math.isnan(percentile([], 0.5))
+
+
+def test_mixed_events_are_four_per_message_in_order() -> None:
+    events = mixed_events(10, BASE)
+    assert len(events) == 10
+    kinds = [type(e).__name__ for e in events[:4]]
+    assert kinds == ["SendRequest", "SendResult", "StatusCallback", "StatusCallback"]
+    per_message = Counter(e.id_sms_api for e in events)
+    assert per_message == {"b00000000": 4, "b00000001": 4, "b00000002": 2}
+    statuses = [e.status for e in events[:4] if isinstance(e, records.StatusCallback)]
+    assert statuses == ["sent", "received"]
+
+
+def test_wrk_script_cycles_through_the_written_paths(tmp_path: Path) -> None:
+    paths = ["/callbacks/t?status=a", "/callbacks/t?status=b"]
+    script = write_cycle_script(tmp_path, paths)
+    listed = (tmp_path / "paths.txt").read_text(encoding="utf-8").splitlines()
+    assert listed == paths
+    lua = script.read_text(encoding="utf-8")
+    assert f'io.lines("{tmp_path / "paths.txt"}")' in lua
+    assert "paths[(i % #paths) + 1]" in lua  # the % of the template came through unescaped
+
+
+def test_hello_app_answers_a_constant_200() -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(hello_app({"type": "http", "path": "/x"}, receive, send))
+    assert sent[0]["status"] == 200
+    assert dict(sent[0]["headers"])[b"content-length"] == str(len(sent[1]["body"])).encode()
+
+
+def test_bench_lists_its_benchmarks_in_order_with_their_one_line_help() -> None:
+    result = CliRunner().invoke(bench, ["--help"])
+    assert result.exit_code == 0, result.output
+    listed = result.output.split("Commands:", 1)[1].split()
+    assert listed == [
+        *["ingress", "Callbacks/s", "over", "real", "HTTP."],
+        *["outbound", "Rate", "accuracy,", "msg/s."],
+        *["correlate", "Events/s,", "latency."],
+        *["sink", "Rows/s", "into", "DuckDB/PostgreSQL."],
+    ]
