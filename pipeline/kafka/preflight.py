@@ -40,9 +40,7 @@ async def check_connection(config: KafkaClientConfig, within: float = 20.0) -> N
             finally:
                 conn.close()
             return
-    raise BrokerError(
-        f"cannot reach Kafka at {', '.join(unreachable)} (KAFKA_BOOTSTRAP_SERVERS)"
-    )
+    raise BrokerError(f"cannot reach Kafka at {', '.join(unreachable)} (KAFKA_BOOTSTRAP_SERVERS)")
 
 
 def check_connection_sync(config: KafkaClientConfig, within: float = 20.0) -> None:
