@@ -192,7 +192,7 @@ def register(
     *,
     options: OutboundOptions | None = None,
     on_crash: Callable[[str, BaseException], None] = crash_process,
-) -> OutboundAgent:
+) -> None:
     """Attach the outbound agent, its send-state table, its expiry and the opt-out feed to `app`.
 
     The agent's status snapshot is `telemetry_for(app).status["outbound"]()`.
@@ -223,4 +223,3 @@ def register(
 
     app.on_partitions_revoked.connect(_revoked)  # type: ignore[arg-type]
     app.on_partitions_assigned.connect(_assigned)  # type: ignore[arg-type]
-    return agent
