@@ -1,10 +1,12 @@
 """Worker liveness: per-app Prometheus telemetry, consumer lag, and crash-the-process agents.
 
 faust's supervisor restarts a crashed agent silently, and a consumer can stop fetching without a
-word (DESIGN.md pitfalls). So every agent here runs under `guarded`: an exception escaping the
-agent body is logged and the process exits with status 1, for the orchestrator to restart it
-(at-least-once: uncommitted input is replayed, and the agents' effects are idempotent). Lag per
-agent and topic-partition is exported as a gauge so a silently stalled consumer shows.
+word (both reported on faust-streaming's tracker). So every agent here runs under `guarded`: an
+exception escaping the agent body is logged and the process exits with status 1, for the
+orchestrator to restart it (at-least-once: uncommitted input is replayed, and the agents'
+effects are idempotent). Lag per agent and topic-partition is exported as a gauge so a silently
+stalled consumer shows. Every metric of a worker, the process's own included, is on its app's
+one registry (`Telemetry`).
 """
 
 from __future__ import annotations
