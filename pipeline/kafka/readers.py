@@ -2,15 +2,17 @@
 
 A group-less consumer is assigned its partitions by hand and commits nothing: every process
 that runs one reads what it needs for itself (e.g. the outbound agent's copy of `sms.optouts`,
-which is keyed by phone and so not co-partitioned with anything the agent consumes). Client
-errors leave these functions as `BrokerError` (`kafka_errors`).
+which is keyed by phone and so not co-partitioned with anything the agent consumes). `client` is
+aiokafka's consumer keyword arguments saying where the brokers are and how to reach them
+(`bootstrap_servers`, and the security settings of a secured cluster). Client errors leave these
+functions as `BrokerError` (`kafka_errors`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -50,16 +52,14 @@ async def topic_partitions(consumer: Any, topic: str, within: float = 30.0) -> l
         await asyncio.sleep(0.2)
 
 
-def _consumer(bootstrap: str, **settings: Any) -> Any:
+def _consumer(client: Mapping[str, Any], **settings: Any) -> Any:
     from aiokafka import AIOKafkaConsumer
 
-    return AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, **settings
-    )
+    return AIOKafkaConsumer(**client, group_id=None, enable_auto_commit=False, **settings)
 
 
 async def follow_topic(
-    bootstrap: str,
+    client: Mapping[str, Any],
     topic: str,
     apply: Callable[[TopicRecord], None],
     caught_up: Callable[[], None],
@@ -72,7 +72,7 @@ async def follow_topic(
     """
     from aiokafka import TopicPartition
 
-    consumer = _consumer(bootstrap, auto_offset_reset="earliest")
+    consumer = _consumer(client, auto_offset_reset="earliest")
     try:
         with kafka_errors(f"cannot follow {topic}"):
             await consumer.start()
@@ -100,13 +100,13 @@ async def _reached(consumer: Any, ends: dict[Any, int]) -> bool:
 
 
 async def read_partition_since(
-    bootstrap: str, topic: str, partition: int, since: datetime
+    client: Mapping[str, Any], topic: str, partition: int, since: datetime
 ) -> list[TopicRecord]:
     """The records of one partition from the first one stamped at or after `since` up to the
     end offset the partition has now (nothing if no record is that recent)."""
     from aiokafka import TopicPartition
 
-    consumer = _consumer(bootstrap)
+    consumer = _consumer(client)
     tp = TopicPartition(topic, partition)
     found: list[TopicRecord] = []
     try:

@@ -248,7 +248,7 @@ async def test_the_book_follows_consent_and_skips_what_it_cannot_read(
     start = OptOut("+33612345678", False, "START_REPLY", "e2", AT)
     other = OptOut("+33698765432", True, "STOP_REPLY", "e3", AT)
 
-    async def follow(bootstrap: str, topic: str, apply: Any, caught_up: Any) -> None:
+    async def follow(client: Any, topic: str, apply: Any, caught_up: Any) -> None:
         values = [stop, None, b"not avro", other]
         for n, value in enumerate(values):
             raw = value if not isinstance(value, OptOut) else CODEC.codec.encode(value)
@@ -259,7 +259,7 @@ async def test_the_book_follows_consent_and_skips_what_it_cannot_read(
 
     monkeypatch.setattr(book_module, "follow_topic", follow)
     book = OptOutBook()
-    await book.follow("b:9092", "t.sms.optouts", CODEC.codec.decode)
+    await book.follow({"bootstrap_servers": "b:9092"}, "t.sms.optouts", CODEC.codec.decode)
     assert book.ready.is_set()
     assert not book.is_opted_out("+33612345678") and book.is_opted_out("+33698765432")
     assert len(book) == 1
@@ -271,7 +271,7 @@ async def test_the_result_index_reads_a_partition_once_unless_asked_for_earlier(
     result = _result("SUBMITTED", ())
     reads: list[tuple[int, datetime]] = []
 
-    async def read(bootstrap: str, topic: str, partition: int, since: datetime) -> list[Any]:
+    async def read(client: Any, topic: str, partition: int, since: datetime) -> list[Any]:
         reads.append((partition, since))
         return [
             TopicRecord(partition, 0, b"m1", CODEC.codec.encode(result)),
@@ -280,7 +280,7 @@ async def test_the_result_index_reads_a_partition_once_unless_asked_for_earlier(
         ]
 
     monkeypatch.setattr(index_module, "read_partition_since", read)
-    index = ResultIndex("b:9092", "t.sms.send-results", CODEC.codec.decode)
+    index = ResultIndex({"bootstrap_servers": "b:9092"}, "t.sms.send-results", CODEC.codec.decode)
     assert await index.find(2, "m1", AT) == result
     assert await index.find(2, "other", AT + timedelta(seconds=1)) is None
     assert len(reads) == 1  # later: answered from what was read

@@ -45,7 +45,14 @@ from pipeline.core.ratelimit import TokenBucket, rate_share
 from pipeline.kafka.batches import event_batches
 from pipeline.settings import Settings
 
-__all__ = ["INTAKE_SLICE", "READ_MAX", "READ_WITHIN_S", "OutboundAgent", "register"]
+__all__ = [
+    "INTAKE_SLICE",
+    "READ_MAX",
+    "READ_WITHIN_S",
+    "OutboundAgent",
+    "reader_client",
+    "register",
+]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +63,11 @@ READ_WITHIN_S = 0.0  # no waiting for a batch to fill: the batcher's linger does
 # keep the dispatcher off the loop long enough for the token bucket (two ticks deep) to overflow.
 INTAKE_SLICE = 16
 FINAL_DRAIN_S = 5.0  # at shutdown, how long batches in flight may finish
+
+
+def reader_client(settings: Settings) -> dict[str, Any]:
+    """aiokafka consumer arguments for the agent's group-less readers (opt-outs, results)."""
+    return {"bootstrap_servers": settings.kafka_bootstrap_servers or ""}
 
 
 class OutboundAgent:
@@ -86,8 +98,9 @@ class OutboundAgent:
         self.optouts = optouts or OptOutBook()
         self.states = SendStates(app, settings)
         self.progress = Progress(options.max_pending)
+        self.client = reader_client(settings)
         self.result_index = ResultIndex(
-            settings.kafka_bootstrap_servers or "",
+            self.client,
             streams["sms.send-results"].get_topic_name(),
             streams.codec.codec.decode,
         )
@@ -203,12 +216,11 @@ def register(
     telemetry.watch(AGENT, [agent.requests_topic])
     telemetry.status[AGENT] = agent.stats
     optouts_topic = streams["sms.optouts"].get_topic_name()
-    bootstrap = settings.kafka_bootstrap_servers or ""
     decode = streams.codec.codec.decode
 
     @app.task  # type: ignore[misc,untyped-decorator]
     async def outbound_optouts() -> None:
-        await agent.optouts.follow(bootstrap, optouts_topic, decode)
+        await agent.optouts.follow(agent.client, optouts_topic, decode)
 
     app.agent(streams["sms.send-requests"], name=AGENT, concurrency=1)(
         guarded(AGENT, agent.run, telemetry, on_crash)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.ardary.phones import normalize_phone
@@ -49,8 +49,11 @@ class OptOutBook:
     def __len__(self) -> int:
         return len(self._opted_out)
 
-    async def follow(self, bootstrap: str, topic: str, decode: Callable[[bytes], Any]) -> None:
-        """Read `topic` from the beginning forever; `ready` is set once caught up."""
+    async def follow(
+        self, client: Mapping[str, Any], topic: str, decode: Callable[[bytes], Any]
+    ) -> None:
+        """Read `topic` from the beginning forever (`client`: aiokafka consumer arguments);
+        `ready` is set once caught up."""
 
         def apply(record: TopicRecord) -> None:
             if record.value is None:
@@ -67,4 +70,4 @@ class OptOutBook:
             self.ready.set()
             log.info("opt-out list loaded", extra={"opted_out": len(self)})
 
-        await follow_topic(bootstrap, topic, apply, caught_up)
+        await follow_topic(client, topic, apply, caught_up)

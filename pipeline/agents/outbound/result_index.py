@@ -10,7 +10,7 @@ its package.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -30,8 +30,10 @@ class _Read(NamedTuple):
 class ResultIndex:
     """The results already on one `sms.send-results` partition, read once per partition."""
 
-    def __init__(self, bootstrap: str, topic: str, decode: Callable[[bytes], Any]) -> None:
-        self._bootstrap = bootstrap
+    def __init__(
+        self, client: Mapping[str, Any], topic: str, decode: Callable[[bytes], Any]
+    ) -> None:
+        self._client = client  # aiokafka consumer arguments
         self._topic = topic
         self._decode = decode
         self._seen: dict[int, _Read] = {}
@@ -47,7 +49,7 @@ class ResultIndex:
         """
         read = self._seen.get(partition)
         if read is None or since < read.since:
-            records = await read_partition_since(self._bootstrap, self._topic, partition, since)
+            records = await read_partition_since(self._client, self._topic, partition, since)
             values = {
                 r.key.decode(): r.value
                 for r in records
