@@ -1,9 +1,10 @@
 """The contacts agent: `contacts.sync-requests` → Ardary /contact in batches → sync-results.
 
-Batches come from `stream.take_events(max, within)`, which acks a batch only after this loop's
-body returned, i.e. after every ContactSyncResult of the batch was acknowledged by the broker.
-A contact sync is an idempotent upsert on Ardary's side, so a redelivered batch is simply sent
-again (no send-state table as for SMS). Error codes are the contact API's own (#001-#004).
+Batches come from `event_batches(stream, max, within)`, which acks a batch only when this loop
+asks for the next one, i.e. after every ContactSyncResult of the batch was acknowledged by the
+broker (`PartitionBatches.send_and_wait`). A contact sync is an idempotent upsert on Ardary's
+side, so a redelivered batch is simply sent again (no send-state table as for SMS). Error codes
+are the contact API's own (#001-#004).
 """
 
 from __future__ import annotations
@@ -20,17 +21,22 @@ import faust
 import httpx
 
 from pipeline.agents.app import Streams
+from pipeline.agents.liveness import guarded, telemetry_for
 from pipeline.ardary.api import ContactSyncOutcome
 from pipeline.clients.ardary_api import ArdaryClient
 from pipeline.core.sending import NO_ACCESS_KEY, PROTOCOL_ERROR, RETRIES_EXHAUSTED, backoff_delay
 from pipeline.errors import ArdaryAuthError, ArdaryProtocolError, ArdaryTransientError
+from pipeline.kafka.batches import event_batches
+from pipeline.kafka.produce import PartitionBatches
 from pipeline.records import ContactSyncRequest, ContactSyncResult
 from pipeline.settings import Settings
 
-__all__ = ["AUTH_REFUSED", "register", "sync_batch"]
+__all__ = ["AGENT", "AUTH_REFUSED", "BATCH_WITHIN_S", "register", "sync_batch"]
 
 log = logging.getLogger(__name__)
 
+AGENT = "contacts"
+BATCH_WITHIN_S = 0.2
 AUTH_REFUSED = "AUTH_REFUSED"  # /contact answers HTTP 401 for a wrong login/key
 _ATTEMPTS = 4
 
@@ -85,12 +91,15 @@ async def sync_batch(
 
 
 def register(app: faust.App, streams: Streams, settings: Settings) -> None:
-    """Attach the contacts agent to `app`."""
-    results_topic = streams["contacts.sync-results"]
+    """Attach the contacts agent to `app` (batched, concurrency 1)."""
+    telemetry = telemetry_for(app)
+    requests = streams["contacts.sync-requests"]
+    telemetry.watch(AGENT, [requests.get_topic_name()])
+    results_topic = streams["contacts.sync-results"].get_topic_name()
+    encode = streams.codec.codec.encode
     max_batch = settings.outbound_max_batch
 
-    @app.agent(streams["contacts.sync-requests"], name="contacts", concurrency=1)  # type: ignore[misc]
-    async def contacts(stream: Any) -> None:
+    async def body(stream: Any) -> None:
         async with httpx.AsyncClient(base_url=settings.ardary_base_url) as http:
             client = ArdaryClient(
                 http,
@@ -98,17 +107,20 @@ def register(app: faust.App, streams: Streams, settings: Settings) -> None:
                 mode=settings.ardary_mode,
                 timezone=settings.ardary_timezone,
             )
-            async for events in stream.take_events(max_batch, within=0.2):
+            async for events in event_batches(stream, max_batch, BATCH_WITHIN_S):
                 by_login: dict[str, list[ContactSyncRequest]] = defaultdict(list)
                 for event in events:
                     if isinstance(event.value, ContactSyncRequest):
                         by_login[event.value.login].append(event.value)
-                futures = []
+                batches = PartitionBatches.for_app(app)
+                emitted = 0
                 for login, batch in by_login.items():
                     for result in await sync_batch(client, login, batch):
-                        futures.append(
-                            await results_topic.send(
-                                key=result.phone_number.encode(), value=result, force=True
-                            )
+                        batches.add_keyed(
+                            results_topic, result.phone_number.encode(), encode(result)
                         )
-                await asyncio.gather(*futures)
+                        emitted += 1
+                await batches.send_and_wait()  # acknowledged before the offsets may commit
+                telemetry.batch_done(AGENT, len(events), emitted)
+
+    app.agent(requests, name=AGENT, concurrency=1)(guarded(AGENT, body, telemetry))

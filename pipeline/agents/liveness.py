@@ -1,10 +1,12 @@
 """Worker liveness: per-app Prometheus telemetry, consumer lag, and crash-the-process agents.
 
 faust's supervisor restarts a crashed agent silently, and a consumer can stop fetching without a
-word (DESIGN.md pitfalls). So every agent here runs under `guarded`: an exception escaping the
-agent body is logged and the process exits with status 1, for the orchestrator to restart it
-(at-least-once: uncommitted input is replayed, and the agents' effects are idempotent). Lag per
-agent and topic-partition is exported as a gauge so a silently stalled consumer shows.
+word (both reported on faust-streaming's tracker). So every agent here runs under `guarded`: an
+exception escaping the agent body is logged and the process exits with status 1, for the
+orchestrator to restart it (at-least-once: uncommitted input is replayed, and the agents'
+effects are idempotent). Lag per agent and topic-partition is exported as a gauge so a silently
+stalled consumer shows. Every metric of a worker, the process's own included, is on its app's
+one registry (`Telemetry`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,17 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 from pipeline.kafka.lag import committed_offsets
 
@@ -37,11 +46,21 @@ LAG_INTERVAL_S = 5.0
 
 
 class Telemetry:
-    """The Prometheus metrics of one worker app (own registry: several apps may share a process)."""
+    """The Prometheus metrics of one worker app (own registry: several apps may share a process).
+
+    The worker exports this registry alone: it also carries prometheus_client's process,
+    platform and garbage-collector collectors, which would otherwise sit on the library's
+    global registry. `status` maps an agent name to a function returning a snapshot of that
+    agent's state (e.g. the outbound agent's buffered and in-flight messages) for a page
+    or a test to read through the app, never through a module global.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
         self.events_processed = Counter(
             "ardary_agent_events_processed", "Events an agent processed.", ["agent"], registry=r
         )
@@ -98,7 +117,34 @@ class Telemetry:
             ["code"],
             registry=r,
         )
+        self._outbound(r)
         self.watched: dict[str, frozenset[str]] = {}
+        self.status: dict[str, Callable[[], Mapping[str, Any]]] = {}
+
+    def _outbound(self, r: CollectorRegistry) -> None:
+        self.outbound_results = Counter(
+            "ardary_outbound_results_total",
+            "SendResults produced, by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.outbound_batches = Counter(
+            "ardary_outbound_batches_total", "Ardary send requests made", registry=r
+        )
+        self.outbound_rate_share = Gauge(
+            "ardary_outbound_rate_share", "This worker's share of the rate, msg/s", registry=r
+        )
+        self.outbound_in_flight = Gauge(
+            "ardary_outbound_in_flight", "Messages handed to Ardary, outcome pending", registry=r
+        )
+        self.outbound_buffered = Gauge(
+            "ardary_outbound_buffered", "Requests buffered, waiting for their batch", registry=r
+        )
+        self.outbound_states_expired = Counter(
+            "ardary_outbound_states_expired_total",
+            "Published send states deleted after the state TTL",
+            registry=r,
+        )
 
     def batch_done(self, agent: str, processed: int, emitted: int) -> None:
         """Count one processed batch of `agent` (events in, records out, when)."""

@@ -6,15 +6,19 @@ import asyncio
 import dataclasses
 import time
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline.agents.liveness import register_lag_monitor, telemetry_for
 from pipeline.agents.metrics import board_for
 from pipeline.core.metrics import ALL_LOGINS, WINDOWS
 from pipeline.records import SmsMetricsWindow
 from pipeline.settings import Settings
+
+if TYPE_CHECKING:  # app.py imports this module
+    from pipeline.agents.app import Streams
 
 __all__ = ["BrokerProbe", "register_web", "window_json"]
 
@@ -59,7 +63,7 @@ def window_json(record: SmsMetricsWindow) -> dict[str, Any]:
     }
 
 
-def register_web(app: Any, streams: Any, settings: Settings) -> None:
+def register_web(app: faust.App, streams: Streams, settings: Settings) -> None:
     """Add the worker's views and the lag monitor to the app (whatever agents it runs)."""
     del streams
     telemetry = telemetry_for(app)
@@ -68,7 +72,7 @@ def register_web(app: Any, streams: Any, settings: Settings) -> None:
     register_lag_monitor(app, telemetry)
 
     def recovered() -> bool:
-        tables = app.tables
+        tables: Any = app.tables  # faust types it as TableManagerT, without `recovery`
         return bool(tables.recovery.completed.is_set()) and not app.rebalancing
 
     async def healthz(self: Any, request: Any) -> Any:
@@ -82,8 +86,8 @@ def register_web(app: Any, streams: Any, settings: Settings) -> None:
         )
 
     async def metrics(self: Any, request: Any) -> Any:
-        # this worker's own registry, plus the process-wide one (outbound, client libraries)
-        body = (generate_latest(telemetry.registry) + generate_latest(REGISTRY)).decode()
+        # one registry per app: every agent's metrics plus the process, platform and GC ones
+        body = generate_latest(telemetry.registry).decode()
         return self.text(body, content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     async def metrics_sms(self: Any, request: Any) -> Any:

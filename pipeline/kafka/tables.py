@@ -86,6 +86,9 @@ async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) ->
 def table_write(table: Any, event: Any, key: bytes, value: Any, batches: PartitionBatches) -> None:
     """`table_put` for batch producers: the local store now, the changelog record in `batches`.
 
+    A `bytes` value is written to the changelog as it is (a table whose values are raw bytes,
+    as faust's "raw" serializer would); any other value as faust's JSON.
+
     The caller awaits the delivery futures of `batches.send()` before the events' offsets may
     be committed.
     """
@@ -101,7 +104,8 @@ def _store(table: Any, event: Any, key: bytes, value: Any) -> tuple[str, int, by
             del table.data[key]
     else:
         table.data[key] = value
-    raw = None if value is None else orjson.dumps(value)
+    # bytes go as they are (a table of raw values, e.g. the outbound send states); others as JSON
+    raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
     return table.changelog_topic.get_topic_name(), event.message.partition, raw
 
 

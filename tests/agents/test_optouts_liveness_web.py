@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from pipeline.agents.liveness import Telemetry, guarded
+from pipeline.agents.app import create_app
+from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
 from pipeline.agents.optouts import optout_for
 from pipeline.agents.web import BrokerProbe, window_json
 from pipeline.records import IncomingSms, SendResult, SmsMetricsWindow
+from pipeline.settings import Settings
 
 AT = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -44,6 +47,7 @@ def test_stop_list_result_opts_out_idempotently() -> None:
     result = SendResult("m1", "alice", "+33612345678", "REJECTED", AT, ("#003",))
     first, second = optout_for(result), optout_for(result)
     assert first is not None and first.opted_out and first.source == "SEND_RESULT"
+    assert first.keyword == "#003"
     assert first == second  # a replay publishes the same record
 
 
@@ -93,3 +97,29 @@ def test_window_json_has_iso_times() -> None:
     d = window_json(w)
     assert d["window_start"] == AT.isoformat() and d["requested"] == 3
     assert d["delivery_rate"] == 0.5
+
+
+def test_each_app_has_one_registry_with_the_process_metrics_and_every_agents() -> None:
+    first, second = Telemetry(), Telemetry()  # two apps in one process: no clash
+    for telemetry in (first, second):
+        names = {m.name for m in telemetry.registry.collect()}
+        assert {"process_cpu_seconds", "python_gc_objects_collected", "python_info"} <= names
+        assert {"ardary_outbound_results", "ardary_agent_events_processed"} <= names
+    first.outbound_batches.inc()
+    assert second.registry.get_sample_value("ardary_outbound_batches_total") == 0
+
+
+def test_the_outbound_status_is_reached_through_its_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9")  # nothing connects here
+    app, _streams = create_app(
+        Settings(_env_file=None),  # type: ignore[call-arg]
+        data_dir=tmp_path,
+        store="memory://",
+        agents=["outbound"],
+    )
+    other, _ = create_app(Settings(_env_file=None), data_dir=tmp_path, agents=[])  # type: ignore[call-arg]
+    status = telemetry_for(app).status["outbound"]()
+    assert status["buffered"] == 0 and status["pending"] == 0 and status["results"] == {}
+    assert "outbound" not in telemetry_for(other).status

@@ -1,0 +1,158 @@
+"""Dispatch: buffered requests leave in batches, most urgent first, at this worker's rate share.
+
+- **Batching and priorities inside the agent** (concurrency=1: faust's agent concurrency can
+  commit offsets wrongly): requests go into a `PriorityBatcher` keyed by (login, routing,
+  sender_name, priority); the dispatch loop hands out the most urgent ready batch whenever the
+  rate limiter allows, and up to `max_concurrent` batches are in flight, so Ardary's latency
+  does not cap the rate.
+- **Global rate.** Each worker's `TokenBucket` runs at OUTBOUND_RATE_PER_SECOND * (its
+  send-requests partitions / all partitions), re-divided on every assignment (`set_share`). A
+  batch holds at most one pacing tick of tokens (`TokenBucket.batch_limit`), so the 1-s peak
+  stays within a few % of the rate. A 429 (or any transient failure) pauses the bucket for the
+  Retry-After or backoff delay (`ArdaryCalls`).
+- **A batch's life**: IN_FLIGHT states written and acknowledged by the broker, then the Ardary
+  call, then `Completion`. A batch whose requests were revoked while it waited for a slot is
+  not sent (the next owner reads them again). A batch that raises crashes the worker: a lost
+  batch would leave its requests unanswered and its partition's acks stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pipeline.agents.liveness import Telemetry
+from pipeline.agents.outbound.calls import ArdaryCalls
+from pipeline.agents.outbound.completion import Completion, Finished
+from pipeline.agents.outbound.options import OutboundOptions
+from pipeline.agents.outbound.progress import Entry, Progress
+from pipeline.agents.outbound.states import SendStates, settle
+from pipeline.core.ratelimit import TokenBucket
+from pipeline.core.sending import BatchKey, InFlight, PriorityBatcher
+from pipeline.kafka.produce import PartitionBatches
+
+__all__ = ["Dispatcher"]
+
+log = logging.getLogger(__name__)
+
+
+class Dispatcher:
+    """The priority batcher, the token bucket, and up to `max_concurrent` batches in flight."""
+
+    def __init__(
+        self,
+        *,
+        max_batch: int,
+        options: OutboundOptions,
+        limiter: TokenBucket,
+        calls: ArdaryCalls,
+        states: SendStates,
+        completion: Completion,
+        progress: Progress,
+        telemetry: Telemetry,
+        crash: Callable[[BaseException], None],
+    ) -> None:
+        self.max_batch = max_batch
+        self.options = options
+        self.limiter = limiter
+        self.calls = calls
+        self.states = states
+        self.completion = completion
+        self.progress = progress
+        self.telemetry = telemetry
+        self.crash = crash
+        self.batcher: PriorityBatcher[Entry] = PriorityBatcher(max_batch, options.linger)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(options.max_concurrent)
+
+    def add(self, entry: Entry) -> None:
+        """Buffer a checked request for its batch."""
+        r = entry.request
+        key = BatchKey(r.login, r.routing, r.sender_name, max(0, min(2, r.priority)))
+        self.batcher.add(key, entry, time.monotonic())
+        self.telemetry.outbound_buffered.set(len(self.batcher))
+        self._wakeup.set()
+
+    def set_share(self, rate: float | None) -> None:
+        """Run at `rate` msg/s (None: unlimited) from now on."""
+        self.limiter.set_rate(rate)
+        self.telemetry.outbound_rate_share.set(rate or 0.0)
+        self._wakeup.set()
+
+    def drop(self, partitions: set[tuple[str, int]]) -> list[Entry]:
+        """Remove the buffered (not yet IN_FLIGHT) entries of revoked topic-partitions."""
+        dropped = self.batcher.remove_if(
+            lambda e: (e.event.message.topic, e.event.message.partition) in partitions
+        )
+        self.telemetry.outbound_buffered.set(len(self.batcher))
+        return dropped
+
+    async def drain(self, within: float) -> None:
+        """Wait (at most `within` s) for the batches in flight."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=within)
+
+    async def _sleep_or_wake(self, seconds: float) -> None:
+        self._wakeup.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, seconds))
+
+    async def run(self) -> None:
+        """Hand out ready batches as the rate allows, until cancelled."""
+        while True:
+            if not self.batcher:
+                await self._sleep_or_wake(1.0)
+                continue
+            size = min(self.max_batch, self.limiter.batch_limit)
+            wait = self.limiter.delay(size)
+            if wait > 0:
+                await self._sleep_or_wake(min(wait, 1.0))
+                continue
+            popped = self.batcher.pop(time.monotonic(), size)
+            if popped is None:
+                deadline = self.batcher.next_deadline()
+                await self._sleep_or_wake((deadline or 0.0) - time.monotonic() + 0.001)
+                continue
+            key, entries = popped
+            self.telemetry.outbound_buffered.set(len(self.batcher))
+            self.limiter.take(len(entries))
+            await self._slots.acquire()
+            task = asyncio.create_task(self._run_batch(key, entries))
+            self._tasks.add(task)
+            task.add_done_callback(self._batch_done)
+
+    def _batch_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:  # never lose a batch silently: crash the worker, it restarts
+            log.error("outbound batch crashed", exc_info=exc)
+            self.crash(exc)
+
+    async def _run_batch(self, key: BatchKey, entries: list[Entry]) -> None:
+        if entries and entries[0].generation != self.progress.generation:
+            return  # revoked while queued for a slot: the next owner reads them again
+        since = datetime.now(UTC)
+        batches = PartitionBatches.for_app(self.completion.app)
+        for e in entries:
+            self.states.write(batches, e.event, e.request.id_sms_api, InFlight(since))
+        await settle(batches, self.options.produce_timeout)
+        in_flight = self.telemetry.outbound_in_flight
+        in_flight.inc(len(entries))
+        try:
+            results = await self.calls.call(key, [e.prepared for e in entries])
+        finally:
+            in_flight.dec(len(entries))
+        await self.completion.finish_many(
+            [
+                Finished([entry.event, *entry.duplicates], result, called=True)
+                for entry, result in zip(entries, results, strict=True)
+            ]
+        )
