@@ -4,9 +4,9 @@ Used by `tests/conftest.py` when a Docker engine answers. testcontainers' `Kafka
 drives the Confluent image's start scripts only, so this is a plain `DockerContainer` configured
 the way the apache/kafka image reads its settings: each `server.properties` key as an
 environment variable (`KAFKA_` + the key upper-cased, dots as underscores). The settings are
-LocalKafka's (`render_server_properties`), except the listeners (the container binds every
-interface and advertises the published port) and the quorum (a static voter, as the image's
-own start-up formats its storage). No Docker engine runs where this was written: the unit
+LocalKafka's single node (`render_node_properties`), except the listeners (the container binds
+every interface, advertises the published port, and needs no inter-broker listener of its
+own). No Docker engine runs where this was written: the unit
 test checks the configuration, not a container.
 """
 
@@ -17,7 +17,8 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from pipeline.devtools.localkafka import KAFKA_VERSION, render_server_properties
+from pipeline.devtools.kafkanode import NodePorts, render_node_properties
+from pipeline.devtools.localkafka import KAFKA_VERSION
 from pipeline.procutil import free_port
 from tests.polling import wait_until
 
@@ -25,13 +26,20 @@ __all__ = ["KAFKA_IMAGE", "container_broker", "container_env"]
 
 KAFKA_IMAGE = f"apache/kafka:{KAFKA_VERSION}"
 _CONTROLLER_PORT = 9093
-_NOT_FROM_LOCAL = {"listeners", "advertised.listeners", "controller.quorum.bootstrap.servers"}
+_NOT_FROM_LOCAL = {
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "controller.quorum.voters",
+}
 _IMAGE_OWN = {"log.dirs"}  # the image keeps its data where its volume is
 
 
 def container_env(port: int) -> dict[str, str]:
     """The apache/kafka image's environment for a broker published on `localhost:port`."""
-    text = render_server_properties(port, _CONTROLLER_PORT, Path("/unused"))
+    ports = (NodePorts(port, port + 1, _CONTROLLER_PORT),)
+    text = render_node_properties(1, ports, "plaintext", Path("/unused"), None)
     props = dict(line.split("=", 1) for line in text.splitlines() if line)
     env = {
         "KAFKA_" + key.upper().replace(".", "_"): value
@@ -41,6 +49,8 @@ def container_env(port: int) -> dict[str, str]:
     env.update(
         KAFKA_LISTENERS=f"PLAINTEXT://:{port},CONTROLLER://:{_CONTROLLER_PORT}",
         KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://localhost:{port}",
+        KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        KAFKA_INTER_BROKER_LISTENER_NAME="PLAINTEXT",
         KAFKA_CONTROLLER_QUORUM_VOTERS=f"1@localhost:{_CONTROLLER_PORT}",
     )
     return env

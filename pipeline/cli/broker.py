@@ -1,4 +1,4 @@
-"""`ardary-pipeline broker`: run the local Apache Kafka broker in the foreground until Ctrl-C."""
+"""`ardary-pipeline broker`: a local Apache Kafka (1 or 3 nodes) in the foreground until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -28,19 +28,39 @@ __all__ = ["broker"]
     "--port",
     type=click.IntRange(1, 65535),
     default=None,
-    help="Port of the PLAINTEXT listener on 127.0.0.1 (default: a free one, or the one the "
-    "data directory used last time).",
+    help="Port of the (first node's) client listener on 127.0.0.1 (default: a free one, or "
+    "the one the data directory used last time).",
 )
-def broker(data_dir: Path | None, port: int | None) -> None:
-    """A local single-node Apache Kafka broker (KRaft) for development.
+@click.option(
+    "--nodes",
+    type=click.Choice(["1", "3"]),
+    default="1",
+    show_default=True,
+    help="One node, or a three-node cluster (replication factor 3, min.insync.replicas=2).",
+)
+@click.option(
+    "--security",
+    type=click.Choice(["plaintext", "sasl_ssl"]),
+    default="plaintext",
+    show_default=True,
+    help="sasl_ssl: TLS with a generated test CA, SCRAM-SHA-256/512 user (PLAIN refused).",
+)
+def broker(data_dir: Path | None, port: int | None, nodes: str, security: str) -> None:
+    """A local Apache Kafka (KRaft) for development: one node or three, plaintext or SASL_SSL.
 
-    Prints one line with the bootstrap address once the broker answers, then runs until
-    SIGINT (Ctrl-C) or SIGTERM and stops the broker cleanly.
+    Prints the client settings once every node answers (and writes them, password included, as
+    KEY=value lines to <data-dir>/client.env), then runs until SIGINT (Ctrl-C) or SIGTERM and
+    stops the nodes cleanly.
     """
     started = time.monotonic()
     if data_dir is not None:
         data_dir = state_dir(data_dir, "--data-dir")
-    kafka = LocalKafka(data_dir=data_dir, port=port)
+    kafka = LocalKafka(
+        data_dir=data_dir,
+        port=port,
+        nodes=int(nodes),
+        security="sasl_ssl" if security == "sasl_ssl" else "plaintext",
+    )
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt  # SIGTERM takes the same clean path as Ctrl-C
@@ -56,6 +76,10 @@ def broker(data_dir: Path | None, port: int | None) -> None:
             f"Kafka {KAFKA_VERSION} ready at {bootstrap} (data: {kafka.data_dir}) "
             f"in {time.monotonic() - started:.1f}s"
         )
+        for key, value in kafka.client_settings().items():
+            shown = "********** (in client.env)" if key == "KAFKA_SASL_PASSWORD" else value
+            click.echo(f"  {key}={shown}")
+        click.echo(f"client settings: {kafka.client_env_path}")
         try:
             while kafka.is_running():
                 time.sleep(0.5)
@@ -64,7 +88,7 @@ def broker(data_dir: Path | None, port: int | None) -> None:
             click.echo("Stopping Kafka...", err=True)
         else:
             raise BrokerError(
-                f"the local Kafka broker exited unexpectedly; see {kafka.data_dir}/broker.log"
+                f"a local Kafka node exited unexpectedly; see {kafka.data_dir}/node-*/broker.log"
             )
     finally:
         kafka.stop()

@@ -1,19 +1,25 @@
-"""A local single-node Apache Kafka broker (KRaft) so `dev`, `demo` and the tests need no cluster.
+"""A local Apache Kafka (KRaft) so `dev`, `demo` and the tests need no cluster: 1 or 3 nodes.
 
-The broker is the real Apache Kafka 4.1.2 from Maven Central, run as a JVM child process:
-`ensure_jars()` resolves its jars once into a user cache with Maven, `LocalKafka` formats a data
-directory (first start only), starts the JVM, waits until the broker answers metadata requests and
-stops it again. The JVM is tied to this Python process (Linux `PR_SET_PDEATHSIG`), so a crashed or
-SIGKILLed Python leaves no orphan broker behind.
+The broker is the real Apache Kafka 4.1.2 from Maven Central, run as JVM child processes:
+`ensure_jars()` resolves its jars once into a user cache with Maven; `LocalKafka` formats each
+node's data directory (`<data-dir>/node-N/`, first start only), starts the JVMs, waits until
+the cluster lists every broker, and stops them again. Every JVM is tied to this Python process
+(Linux `PR_SET_PDEATHSIG`), so a crashed or SIGKILLed Python leaves no orphan broker behind.
+Single nodes can be killed, paused and restarted, for fault tests.
+
+With `security="sasl_ssl"` clients connect over TLS with SCRAM (SHA-256 or SHA-512; PLAIN is
+refused): a test CA and broker certificate are generated into `<data-dir>/certs/`, the SCRAM
+user is created when the storage is formatted (`kafka-storage format --add-scram`), and the
+client settings are written as `KEY=value` lines to `<data-dir>/client.env` (mode 0600: it
+holds the password). What each node is configured with is `pipeline.devtools.kafkanode`.
 """
 
 from __future__ import annotations
 
 import atexit
-import base64
 import contextlib
-import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -21,119 +27,45 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from pipeline.devtools.certs import ensure_tls_files
 from pipeline.devtools.kafkajars import (
     INSTALL_HINT,
     KAFKA_VERSION,
     ensure_jars,
-    first_error_line,
     require_tools,
 )
-from pipeline.errors import BrokerError, EnvironmentMissing
+from pipeline.devtools.kafkanode import (
+    CLIENT_MECHANISM,
+    HOST,
+    SCRAM_MECHANISMS,
+    SCRAM_USER,
+    ClusterState,
+    NodePorts,
+    Security,
+    new_cluster_id,
+    render_log4j2_properties,
+    render_node_properties,
+)
+from pipeline.errors import BrokerError, ConfigError, EnvironmentMissing
 from pipeline.procutil import die_with_parent, free_ports
 
-__all__ = [
-    "KAFKA_VERSION",
-    "LocalKafka",
-    "new_cluster_id",
-    "render_log4j2_properties",
-    "render_server_properties",
-]
+__all__ = ["KAFKA_VERSION", "LocalKafka", "Security"]
 
-_HOST = "127.0.0.1"
-
-
-def new_cluster_id() -> str:
-    """A KRaft cluster id as `kafka-storage random-uuid` makes it, without starting a JVM."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
-        if not text.startswith("-"):  # Kafka avoids ids that read like a command-line flag
-            return text
-
-
-def render_server_properties(port: int, controller_port: int, log_dir: Path) -> str:
-    """The broker+controller configuration of a single-node development cluster.
-
-    Replication factors are 1 (one node), topics are never created implicitly (the pipeline
-    provisions its own), and a new consumer group rebalances at once instead of after 3 s.
-    """
-    settings = {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.bootstrap.servers": f"{_HOST}:{controller_port}",
-        "listeners": f"PLAINTEXT://{_HOST}:{port},CONTROLLER://{_HOST}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{_HOST}:{port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": str(log_dir),
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        "auto.create.topics.enable": "false",
-        "num.partitions": "1",
-    }
-    return "".join(f"{key}={value}\n" for key, value in settings.items())
-
-
-def render_log4j2_properties(log_file: Path) -> str:
-    """Log4j 2 configuration: warnings and errors of the broker into `log_file`, nothing else."""
-    return (
-        "status = warn\n"
-        "appender.file.type = File\n"
-        "appender.file.name = FILE\n"
-        f"appender.file.fileName = {log_file}\n"
-        "appender.file.layout.type = PatternLayout\n"
-        "appender.file.layout.pattern = [%d] %p %m (%c)%n\n"
-        "rootLogger.level = WARN\n"
-        "rootLogger.appenderRef.file.ref = FILE\n"
-        "logger.kafka.name = kafka\n"
-        "logger.kafka.level = WARN\n"
-        "logger.apache.name = org.apache.kafka\n"
-        "logger.apache.level = WARN\n"
-    )
+_STATE = "cluster.json"
 
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind((_HOST, port))
+            sock.bind((HOST, port))
         except OSError:
             return False
     return True
-
-
-def _resolve_ports(data_dir: Path, port: int | None) -> tuple[int, int]:
-    """(broker port, controller port) for `data_dir`, remembered in `ports.json` across restarts.
-
-    The controller port must not change once the storage is formatted (the KRaft voter set records
-    it); the broker port follows `port` when given, else the remembered one.
-    """
-    state = data_dir / "ports.json"
-    saved: dict[str, int] = {}
-    if state.is_file():
-        with contextlib.suppress(ValueError, OSError):
-            loaded = json.loads(state.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict):
-                saved = {k: v for k, v in loaded.items() if isinstance(v, int)}
-    fresh = iter(free_ports(2))
-    broker_port = port or saved.get("port") or next(fresh)
-    controller_port = saved.get("controller_port") or next(fresh)
-    if controller_port == broker_port:
-        controller_port = next(fresh)
-    state.write_text(
-        json.dumps({"port": broker_port, "controller_port": controller_port}), encoding="utf-8"
-    )
-    return broker_port, controller_port
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -144,115 +76,183 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class LocalKafka:
-    """One Apache Kafka broker+controller on 127.0.0.1, in a JVM owned by this process.
+def _raise_for_java(output: str) -> None:
+    if "UnsupportedClassVersionError" in output:
+        raise EnvironmentMissing(
+            f"Kafka {KAFKA_VERSION} needs Java 17 or newer and `java` on PATH is older: "
+            f"{INSTALL_HINT}"
+        )
 
-    `data_dir` keeps the topics and the ports across restarts; without it a temporary directory is
-    used and deleted by `stop()`. Use as a context manager, or call `start()` / `stop()`.
-    The JVM receives SIGKILL if the thread that called `start()` ends, so call it from the main
-    thread (or one that lives as long as the broker).
+
+class LocalKafka:
+    """`nodes` Apache Kafka nodes (broker + controller) on 127.0.0.1, JVMs owned by this process.
+
+    `data_dir` keeps topics, ports, certificates and the SCRAM password across restarts; without
+    it a temporary directory is used and deleted by `stop()`. `port` fixes the first node's
+    client port (else a free one, or the one the data directory used last time). Use as a
+    context manager, or call `start()` / `stop()`. A JVM receives SIGKILL if the thread that
+    started it ends, so start nodes from the main thread (or one as long-lived as they are).
     """
 
     def __init__(
-        self, data_dir: Path | None = None, port: int | None = None, heap_mb: int = 512
+        self,
+        data_dir: Path | None = None,
+        port: int | None = None,
+        heap_mb: int | None = None,
+        *,
+        nodes: int = 1,
+        security: Security = "plaintext",
     ) -> None:
+        if nodes not in (1, 3):
+            raise ConfigError("--nodes: 1 or 3")
+        self.nodes = nodes
+        self.security: Security = security
         self._requested_dir = Path(data_dir).expanduser().resolve() if data_dir else None
-        self._requested_port = port
-        self._heap_mb = heap_mb
-        self._data_dir: Path | None = None
+        self._port = port
+        self._heap_mb = heap_mb or (512 if nodes == 1 else 384)
+        self._dir: Path | None = None
         self._temporary = False
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._out: IO[bytes] | None = None
-        self._bootstrap: str | None = None
+        self._state: ClusterState | None = None
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
+        self._outs: dict[int, IO[bytes]] = {}
         self._lock = threading.RLock()
 
-    # -- public API ---------------------------------------------------------------------------
-
-    @property
-    def bootstrap(self) -> str:
-        """`127.0.0.1:PORT` of the running broker."""
-        if self._bootstrap is None:
-            raise BrokerError("the local Kafka broker is not started")
-        return self._bootstrap
-
-    @property
-    def pid(self) -> int | None:
-        """The JVM's process id while it runs (or until `stop()`)."""
-        return self._proc.pid if self._proc is not None else None
+    # -- where things are ---------------------------------------------------------------------
 
     @property
     def data_dir(self) -> Path | None:
-        """The directory holding the broker's logs and state (None before the first start)."""
-        return self._data_dir or self._requested_dir
+        """The directory holding the nodes' data (None before a temporary one is made)."""
+        return self._dir or self._requested_dir
 
-    def is_running(self) -> bool:
-        """Whether the JVM is alive (not whether it already answers requests)."""
-        return self._proc is not None and self._proc.poll() is None
+    @property
+    def bootstrap(self) -> str:
+        """`127.0.0.1:P1[,127.0.0.1:P2,…]`: the nodes' client listeners."""
+        state = self._state
+        if state is None or not self._procs:
+            raise BrokerError("the local Kafka broker is not started")
+        return ",".join(f"{HOST}:{p.client}" for p in state.ports)
 
-    def start(self, timeout: float = 60) -> str:
-        """Start the broker and return its bootstrap address once it answers metadata requests.
+    @property
+    def pid(self) -> int | None:
+        """The first node's JVM process id while it runs."""
+        return self.node_pid(1)
 
-        Formats the storage on the first start of a data directory only, so data survive a
-        restart. Raises EnvironmentMissing without Java/Maven, BrokerError if the JVM exits or
-        does not become ready within `timeout` seconds (with the tail of its log).
+    def node_pid(self, node_id: int) -> int | None:
+        proc = self._procs.get(node_id)
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    def is_running(self, node_id: int | None = None) -> bool:
+        """Whether the node's JVM (every node's, by default) is alive."""
+        ids = [node_id] if node_id is not None else list(range(1, self.nodes + 1))
+        return all(self.node_pid(i) is not None for i in ids)
+
+    @property
+    def client_env_path(self) -> Path:
+        """`<data-dir>/client.env`: the settings a pipeline process needs (KEY=value lines)."""
+        if self._dir is None:
+            raise BrokerError("the local Kafka broker is not started")
+        return self._dir / "client.env"
+
+    def client_settings(self) -> dict[str, str]:
+        """The environment a pipeline process needs to reach this cluster (password included)."""
+        state = self._state
+        if state is None or self._dir is None:
+            raise BrokerError("the local Kafka broker is not started")
+        env = {"KAFKA_BOOTSTRAP_SERVERS": ",".join(f"{HOST}:{p.client}" for p in state.ports)}
+        if state.security == "sasl_ssl":
+            env |= {
+                "KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+                "KAFKA_SASL_MECHANISM": CLIENT_MECHANISM,
+                "KAFKA_SASL_USERNAME": SCRAM_USER,
+                "KAFKA_SASL_PASSWORD": state.password,
+                "KAFKA_SSL_CA_FILE": str(self._dir / "certs" / "ca.pem"),
+            }
+        return env
+
+    def __repr__(self) -> str:
+        state = "running" if self.is_running() else "stopped"
+        return f"<LocalKafka {KAFKA_VERSION} {self.nodes} node(s) {state} data={self.data_dir}>"
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def start(self, timeout: float = 120) -> str:
+        """Start every node; return the bootstrap servers once the cluster lists every broker.
+
+        Raises EnvironmentMissing without Java/Maven, BrokerError if a JVM exits or the cluster
+        does not answer within `timeout` seconds (with the tail of the failing node's log).
         """
         with self._lock:
-            if self.is_running() and self._bootstrap is not None:
-                return self._bootstrap
-            if self._proc is not None:  # died on its own: clean up before starting again
-                self.stop()
             deadline = time.monotonic() + timeout
-            java = require_tools("java")["java"]
-            libs = ensure_jars()
-            data_dir = self._prepare_data_dir()
+            require_tools("java")
+            ensure_jars()
             try:
-                port, controller_port = _resolve_ports(data_dir, self._requested_port)
-                for p in (port, controller_port):
-                    if not _port_is_free(p):
-                        raise BrokerError(
-                            f"port {p} on {_HOST} is already in use "
-                            f"(is another broker running on {data_dir}?)"
-                        )
-                props, log4j = self._write_config(data_dir, port, controller_port)
-                classpath = f"{libs}/*"
-                jvm_common = [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}"]
-                if not (data_dir / "logs" / "meta.properties").is_file():
-                    self._format(jvm_common, props, data_dir, deadline)
-                self._spawn(jvm_common, props, data_dir)
-                bootstrap = f"{_HOST}:{port}"
-                self._wait_ready(bootstrap, data_dir, deadline, timeout)
+                self._prepare()
+                for node_id in range(1, self.nodes + 1):
+                    if self.node_pid(node_id) is None:
+                        self._spawn(node_id, deadline)
+                self._wait_ready(deadline, timeout)
             except BaseException:
                 self.stop()
                 raise
-            self._bootstrap = bootstrap
-            return bootstrap
+            self._write_client_env()
+            return self.bootstrap
 
     def stop(self, timeout: float = 20) -> None:
-        """Stop the broker: SIGTERM (a clean shutdown), then SIGKILL after `timeout` seconds.
-
-        Idempotent. Deletes the data directory if it was a temporary one.
-        """
+        """Stop every node (SIGTERM, then SIGKILL); delete a temporary data dir. Idempotent."""
         with self._lock:
-            proc, self._proc = self._proc, None
-            self._bootstrap = None
+            for node_id in list(self._procs):
+                self.stop_node(node_id, timeout)
             atexit.unregister(self._stop_at_exit)
-            if proc is not None and proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGKILL)
-                    proc.kill()
-                    proc.wait()
-            if self._out is not None:
-                self._out.close()
-                self._out = None
-            if self._temporary and self._data_dir is not None:
-                shutil.rmtree(self._data_dir, ignore_errors=True)
-                self._data_dir = None
+            if self._temporary and self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
                 self._temporary = False
+                self._state = None
+
+    def stop_node(self, node_id: int, timeout: float = 20) -> None:
+        """A clean shutdown of one node."""
+        proc = self._procs.pop(node_id, None)
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)  # a paused node must be able to stop
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.kill()
+                proc.wait()
+        out = self._outs.pop(node_id, None)
+        if out is not None:
+            out.close()
+
+    def kill_node(self, node_id: int) -> None:
+        """SIGKILL one node: a crash, no controlled shutdown."""
+        proc = self._procs.get(node_id)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def pause_node(self, node_id: int) -> None:
+        """SIGSTOP one node: a hung broker that still holds its sockets."""
+        proc = self._procs.get(node_id)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGSTOP)
+
+    def resume_node(self, node_id: int) -> None:
+        """SIGCONT a paused node."""
+        proc = self._procs.get(node_id)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGCONT)
+
+    def start_node(self, node_id: int, timeout: float = 90) -> None:
+        """(Re)start one node on its data; wait until the cluster lists every broker again."""
+        with self._lock:
+            deadline = time.monotonic() + timeout
+            self.stop_node(node_id)
+            self._spawn(node_id, deadline)
+            self._wait_ready(deadline, timeout)
 
     def __enter__(self) -> Self:
         self.start()
@@ -266,47 +266,97 @@ class LocalKafka:
     ) -> None:
         self.stop()
 
-    def __repr__(self) -> str:
-        state = f"running at {self._bootstrap}" if self.is_running() else "stopped"
-        return f"<LocalKafka {KAFKA_VERSION} {state} data={self.data_dir}>"
-
-    # -- steps of start() ---------------------------------------------------------------------
-
     def _stop_at_exit(self) -> None:
         self.stop(timeout=10)
 
-    def _prepare_data_dir(self) -> Path:
-        if self._requested_dir is not None:
-            self._data_dir = self._requested_dir
-            self._temporary = False
-        elif self._data_dir is None:
-            self._data_dir = Path(tempfile.mkdtemp(prefix="ardary-kafka-"))
-            self._temporary = True
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        return self._data_dir
+    # -- steps --------------------------------------------------------------------------------
 
-    @staticmethod
-    def _write_config(data_dir: Path, port: int, controller_port: int) -> tuple[Path, Path]:
-        props = data_dir / "server.properties"
-        props.write_text(
-            render_server_properties(port, controller_port, data_dir / "logs"), encoding="utf-8"
+    def _prepare(self) -> None:
+        """Data directory, remembered state (or a new one), certificates, node configs."""
+        if self._dir is None:
+            if self._requested_dir is not None:
+                self._dir, self._temporary = self._requested_dir, False
+            else:
+                self._dir = Path(tempfile.mkdtemp(prefix="ardary-kafka-"))
+                self._temporary = True
+        data_dir = self._dir
+        try:
+            data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"--data-dir: cannot create {data_dir}: {exc.strerror}") from None
+        state = self._state or self._load_state(data_dir / _STATE) or self._new_state()
+        if self._port is not None and state.ports[0].client != self._port:
+            state = state.with_client_port(1, self._port)
+        self._state = state
+        state_file = data_dir / _STATE
+        state_file.write_text(state.to_json(), encoding="utf-8")
+        state_file.chmod(0o600)
+        tls = ensure_tls_files(data_dir / "certs") if self.security == "sasl_ssl" else None
+        for node_id in range(1, self.nodes + 1):
+            node_dir = data_dir / f"node-{node_id}"
+            node_dir.mkdir(exist_ok=True)
+            (node_dir / "server.properties").write_text(
+                render_node_properties(
+                    node_id,
+                    state.ports,
+                    self.security,
+                    node_dir / "logs",
+                    tls.broker_pem if tls else None,
+                ),
+                encoding="utf-8",
+            )
+            (node_dir / "log4j2.properties").write_text(
+                render_log4j2_properties(node_dir / "broker.log"), encoding="utf-8"
+            )
+
+    def _load_state(self, path: Path) -> ClusterState | None:
+        if not path.is_file():
+            return None
+        state = ClusterState.from_json(path.read_text(encoding="utf-8"))
+        if len(state.ports) != self.nodes or state.security != self.security:
+            raise ConfigError(
+                f"--data-dir: {path.parent} holds a {len(state.ports)}-node {state.security} "
+                f"cluster, not a {self.nodes}-node {self.security} one"
+            )
+        return state
+
+    def _new_state(self) -> ClusterState:
+        ports = iter(free_ports(3 * self.nodes))
+        node_ports = tuple(
+            NodePorts(next(ports), next(ports), next(ports)) for _ in range(self.nodes)
         )
-        log4j = data_dir / "log4j2.properties"
-        log4j.write_text(render_log4j2_properties(data_dir / "broker.log"), encoding="utf-8")
-        return props, log4j
+        return ClusterState(new_cluster_id(), self.security, node_ports, secrets.token_urlsafe(18))
 
-    @staticmethod
-    def _format(jvm_common: list[str], props: Path, data_dir: Path, deadline: float) -> None:
+    def _jvm(self, node_id: int) -> list[str]:
+        node_dir = self._node_dir(node_id)
+        return [
+            require_tools("java")["java"],
+            "-cp",
+            f"{ensure_jars()}/*",
+            f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
+        ]
+
+    def _node_dir(self, node_id: int) -> Path:
+        assert self._dir is not None
+        return self._dir / f"node-{node_id}"
+
+    def _format(self, node_id: int, deadline: float) -> None:
+        state = self._state
+        assert state is not None
+        node_dir = self._node_dir(node_id)
         command = [
-            *jvm_common,
+            *self._jvm(node_id),
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
             "-t",
-            new_cluster_id(),
+            state.cluster_id,
             "-c",
-            str(props),
+            str(node_dir / "server.properties"),
         ]
+        if state.security == "sasl_ssl":
+            for mechanism in SCRAM_MECHANISMS:
+                user = f"{mechanism}=[name={SCRAM_USER},password={state.password}]"
+                command += ["--add-scram", user]
         try:
             done = subprocess.run(
                 command,
@@ -317,99 +367,102 @@ class LocalKafka:
                 stdin=subprocess.DEVNULL,
             )
         except subprocess.TimeoutExpired:
-            raise BrokerError(f"formatting the Kafka storage in {data_dir} timed out") from None
+            raise BrokerError(f"formatting the Kafka storage in {node_dir} timed out") from None
         if done.returncode != 0:
             _raise_for_java(done.stdout + done.stderr)
+            lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             raise BrokerError(
-                f"formatting the Kafka storage in {data_dir} failed: "
-                f"{first_error_line(done.stderr or done.stdout)}"
+                f"formatting the Kafka storage in {node_dir} failed: "
+                f"{(lines or ['no output'])[-1][:300]}"
             )
 
-    def _spawn(self, jvm_common: list[str], props: Path, data_dir: Path) -> None:
-        heap = max(self._heap_mb, 128)
+    def _spawn(self, node_id: int, deadline: float) -> None:
+        state = self._state
+        assert state is not None
+        node_dir = self._node_dir(node_id)
+        mine = state.ports[node_id - 1]
+        for port in (mine.client, mine.internal, mine.controller):
+            if not _port_is_free(port):
+                raise BrokerError(
+                    f"port {port} on {HOST} is already in use (is another broker running on "
+                    f"{self._dir}?)"
+                )
+        if not (node_dir / "logs" / "meta.properties").is_file():
+            self._format(node_id, deadline)
+        jvm = self._jvm(node_id)
         command = [
-            jvm_common[0],
-            f"-Xmx{heap}m",
-            f"-Xms{min(256, heap)}m",
+            jvm[0],
+            f"-Xmx{self._heap_mb}m",
+            f"-Xms{min(256, self._heap_mb)}m",
             "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
-            *jvm_common[1:],
+            *jvm[1:],
             "kafka.Kafka",
-            str(props),
+            str(node_dir / "server.properties"),
         ]
-        self._out = (data_dir / "broker.out").open("ab")
-        self._proc = subprocess.Popen(
+        out = (node_dir / "broker.out").open("ab")
+        self._outs[node_id] = out
+        self._procs[node_id] = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
-            stdout=self._out,
+            stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=data_dir,
+            cwd=node_dir,
             start_new_session=True,  # a Ctrl-C in the terminal reaches us, not the JVM
             preexec_fn=die_with_parent(signal.SIGKILL),
         )
         atexit.register(self._stop_at_exit)
 
-    def _wait_ready(self, bootstrap: str, data_dir: Path, deadline: float, timeout: float) -> None:
-        port = int(bootstrap.rsplit(":", 1)[1])
+    def _wait_ready(self, deadline: float, timeout: float) -> None:
         while True:
-            proc = self._proc
-            if proc is None or proc.poll() is not None:
-                code = proc.returncode if proc is not None else None
-                log = "\n".join(
-                    part
-                    for part in (_tail(data_dir / "broker.log"), _tail(data_dir / "broker.out"))
-                    if part
-                )
-                _raise_for_java(log)
-                raise BrokerError(
-                    f"the local Kafka broker exited with code {code} while starting; "
-                    f"last log lines:\n{log}"
-                )
+            for node_id, proc in self._procs.items():
+                if proc.poll() is not None:
+                    node_dir = self._node_dir(node_id)
+                    tails = (_tail(node_dir / "broker.log"), _tail(node_dir / "broker.out"))
+                    log = "\n".join(t for t in tails if t)
+                    _raise_for_java(log)
+                    raise BrokerError(
+                        f"Kafka node {node_id} exited with code {proc.returncode} while starting; "
+                        f"last log lines:\n{log}"
+                    )
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrokerError(
-                    f"the local Kafka broker did not answer on {bootstrap} within {timeout:.0f}s; "
-                    f"see {data_dir / 'broker.log'}"
+                    f"the local Kafka broker did not answer within {timeout:.0f}s; see "
+                    f"{self._dir}/node-*/broker.log"
                 )
-            if _accepts(port) and _answers_metadata(bootstrap, min(remaining, 5.0)):
+            if self._brokers_listed(min(remaining, 5.0)) >= self.nodes:
                 return
             time.sleep(0.1)
 
+    def _brokers_listed(self, timeout: float) -> int:
+        """How many brokers the cluster's metadata lists (0 while it does not answer)."""
+        from kafka.admin import KafkaAdminClient
 
-def _raise_for_java(output: str) -> None:
-    if "UnsupportedClassVersionError" in output:
-        raise EnvironmentMissing(
-            f"Kafka {KAFKA_VERSION} needs Java 17 or newer and `java` on PATH is older: "
-            f"{INSTALL_HINT}"
-        )
+        from pipeline.kafka.config import KafkaClientConfig
 
+        config = KafkaClientConfig.from_env(self.client_settings())
+        ms = max(int(timeout * 1000), 500)
+        try:
+            admin = KafkaAdminClient(
+                **config.kafka_python(),
+                client_id="ardary-localkafka-probe",
+                request_timeout_ms=ms,
+                bootstrap_timeout_ms=ms,
+                reconnect_backoff_max_ms=200,
+            )
+        except Exception:
+            return 0
+        try:
+            return len(admin.describe_cluster().get("brokers") or ())
+        except Exception:
+            return 0
+        finally:
+            with contextlib.suppress(Exception):
+                admin.close()
 
-def _accepts(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((_HOST, port)) == 0
-
-
-def _answers_metadata(bootstrap: str, timeout: float) -> bool:
-    """Whether the broker lists itself in a metadata response (it is unfenced and serving)."""
-    from kafka.admin import KafkaAdminClient  # imported late: only `start()` needs a client
-
-    ms = max(int(timeout * 1000), 500)
-    try:
-        admin = KafkaAdminClient(
-            bootstrap_servers=bootstrap,
-            client_id="ardary-localkafka-probe",
-            request_timeout_ms=ms,
-            bootstrap_timeout_ms=ms,
-            reconnect_backoff_max_ms=200,
-        )
-    except Exception:
-        return False
-    try:
-        cluster = admin.describe_cluster()
-        return bool(cluster.get("brokers"))
-    except Exception:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            admin.close()
+    def _write_client_env(self) -> None:
+        text = "".join(f"{key}={value}\n" for key, value in self.client_settings().items())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        with os.fdopen(os.open(self.client_env_path, flags, 0o600), "w") as out:
+            out.write(text)

@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import IO, Self
 
 from pipeline.devtools.kafkajars import file_lock, first_error_line, require_tools
-from pipeline.devtools.localkafka import _tail
 from pipeline.errors import BrokerError, EnvironmentMissing
 from pipeline.procutil import die_with_parent, free_port
 
@@ -189,6 +188,13 @@ class LocalRegistry:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
 
 
 def _answers(port: int) -> bool:

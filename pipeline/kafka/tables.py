@@ -22,7 +22,6 @@ __all__ = [
     "as_current",
     "bind_event",
     "sweep",
-    "table_put",
     "table_write",
     "ttl_scan_interval",
 ]
@@ -58,7 +57,7 @@ def bind_event(event: Any) -> None:
     """Make `event` faust's current event, so table reads and writes use its partition.
 
     faust picks a table key's store and changelog partition from the current event; in a batch
-    (`take_events`, `event_batches`) that is the batch's last event, which may be another
+    (`event_batches`) that is the batch's last event, which may be another
     partition's.
     """
     from faust.streams import _current_event
@@ -66,25 +65,16 @@ def bind_event(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
-async def table_put(app: Any, table: Any, event: Any, key: bytes, value: Any) -> Any:
-    """Set (or, with None, delete) a table key: local store plus changelog record.
-
-    Same effect as ``table[key] = value`` in `event`'s partition, but the changelog record goes
-    straight to the Kafka producer (batched) instead of faust's 100-message buffer, which
-    publishes one record at a time and capped this agent at ~1,400 events/s (measured).
-    The bytes are the JSON faust itself writes, so faust's recovery reads them unchanged. Cost:
-    faust's persisted changelog offset does not advance, so a restarted worker re-reads its
-    changelog from the start (idempotent, only slower).
-
-    Returns the changelog record's delivery future: await it before the batch's offsets may be
-    committed.
-    """
-    topic, partition, raw = _store(table, event, key, value)
-    return await app.producer.send(topic, key, raw, partition, None, None)
-
-
 def table_write(table: Any, event: Any, key: bytes, value: Any, batches: PartitionBatches) -> None:
-    """`table_put` for batch producers: the local store now, the changelog record in `batches`.
+    """Set (or, with None, delete) a table key in `event`'s partition: the local store now, the
+    changelog record in `batches`.
+
+    Same effect as ``table[key] = value``, but the changelog record goes out with the batch's
+    other records instead of through faust's 100-message buffer, which publishes one record at
+    a time and capped an agent at ~1,400 events/s (measured). The bytes are those faust itself
+    writes, so faust's recovery reads them unchanged. Cost: faust's persisted changelog offset
+    does not advance, so a restarted worker re-reads its changelog from the start (idempotent,
+    only slower).
 
     A `bytes` value is written to the changelog as it is (a table whose values are raw bytes,
     as faust's "raw" serializer would); any other value as faust's JSON.

@@ -151,7 +151,7 @@ def test_broker_starts_from_an_empty_directory_with_a_nested_data_dir(
     broker = start(["broker", "--port", str(port), "--data-dir", "state/kafka"])
     ready = f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port}"
     wait_until(logged(broker, ready), 120, "the broker's ready line")
-    assert (broker.cwd / "state" / "kafka" / "logs" / "meta.properties").is_file()
+    assert (broker.cwd / "state" / "kafka" / "node-1" / "logs" / "meta.properties").is_file()
     broker.proc.send_signal(signal.SIGINT)
     assert broker.proc.wait(30) == 0, broker.output()[-2000:]
 

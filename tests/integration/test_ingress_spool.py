@@ -63,7 +63,7 @@ class Ingress:
             except httpx.HTTPError:
                 return False
 
-        wait_until(ready, 60, 0.2, "the ingress to be ready")
+        wait_until(ready, 60, "the ingress to be ready", interval=0.2)
 
     @property
     def url(self) -> str:
@@ -152,7 +152,7 @@ def test_every_callback_survives_a_broker_outage_and_an_ingress_crash(
     assert second.spooled() >= N
 
     broker.start()  # same data dir, same port
-    wait_until(lambda: second.spooled() == 0, 90, 0.5, "the spool to drain")
+    wait_until(lambda: second.spooled() == 0, 90, "the spool to drain", interval=0.5)
     second.stop()
 
     topic = f"{unique_prefix}callbacks.status"

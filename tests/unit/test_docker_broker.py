@@ -23,7 +23,7 @@ def test_the_container_gets_the_local_brokers_settings_and_its_own_listeners() -
     assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == "1@localhost:9093"
     assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] == "CONTROLLER"
     assert "CONTROLLER:PLAINTEXT" in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"]
-    # the host's paths and the dynamic quorum of LocalKafka do not go into the container
+    assert env["KAFKA_INTER_BROKER_LISTENER_NAME"] == "PLAINTEXT"
+    # the host's paths do not go into the container
     assert "KAFKA_LOG_DIRS" not in env
-    assert "KAFKA_CONTROLLER_QUORUM_BOOTSTRAP_SERVERS" not in env
     assert all(name.startswith("KAFKA_") and "." not in name for name in env)

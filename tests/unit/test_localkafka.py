@@ -11,14 +11,15 @@ from pathlib import Path
 import pytest
 
 import pipeline.devtools.kafkajars as jars
-import pipeline.devtools.localkafka as lk
 from pipeline.devtools.kafkajars import KAFKA_VERSION, POM_XML, ensure_jars, jar_cache_dir
-from pipeline.devtools.localkafka import (
-    LocalKafka,
+from pipeline.devtools.kafkanode import (
+    ClusterState,
+    NodePorts,
     new_cluster_id,
     render_log4j2_properties,
-    render_server_properties,
+    render_node_properties,
 )
+from pipeline.devtools.localkafka import LocalKafka
 from pipeline.errors import BrokerError, ConfigError, EnvironmentMissing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -163,22 +164,53 @@ def test_successful_download_is_moved_into_place(
 
 
 def test_server_properties_for_a_single_node_dev_cluster(tmp_path: Path) -> None:
-    props = _parse_properties(render_server_properties(9192, 9193, tmp_path / "logs"))
+    ports = (NodePorts(9192, 9194, 9193),)
+    props = _parse_properties(
+        render_node_properties(1, ports, "plaintext", tmp_path / "logs", None)
+    )
     assert props["process.roles"] == "broker,controller"
-    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9192,CONTROLLER://127.0.0.1:9193"
-    assert props["advertised.listeners"] == "PLAINTEXT://127.0.0.1:9192"
-    assert props["controller.quorum.bootstrap.servers"] == "127.0.0.1:9193"
+    assert props["listeners"] == (
+        "CLIENT://127.0.0.1:9192,INTERNAL://127.0.0.1:9194,CONTROLLER://127.0.0.1:9193"
+    )
+    assert props["advertised.listeners"] == "CLIENT://127.0.0.1:9192,INTERNAL://127.0.0.1:9194"
+    assert props["listener.security.protocol.map"] == (
+        "CLIENT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    )
+    assert props["controller.quorum.voters"] == "1@127.0.0.1:9193"
     assert props["log.dirs"] == str(tmp_path / "logs")
     assert props["group.initial.rebalance.delay.ms"] == "0"
     assert props["auto.create.topics.enable"] == "false"
+    assert props["min.insync.replicas"] == "1"
     for key in (
         "offsets.topic.replication.factor",
         "transaction.state.log.replication.factor",
         "transaction.state.log.min.isr",
         "share.coordinator.state.topic.replication.factor",
         "share.coordinator.state.topic.min.isr",
+        "default.replication.factor",
     ):
         assert props[key] == "1", key
+
+
+def test_server_properties_of_a_secured_three_node_cluster(tmp_path: Path) -> None:
+    ports = tuple(NodePorts(9000 + 10 * i, 9001 + 10 * i, 9002 + 10 * i) for i in range(3))
+    props = _parse_properties(
+        render_node_properties(2, ports, "sasl_ssl", tmp_path / "logs", tmp_path / "broker.pem")
+    )
+    assert props["node.id"] == "2"
+    assert props["controller.quorum.voters"] == (
+        "1@127.0.0.1:9002,2@127.0.0.1:9012,3@127.0.0.1:9022"
+    )
+    assert props["listeners"].startswith("CLIENT://127.0.0.1:9010,")
+    assert "CLIENT:SASL_SSL" in props["listener.security.protocol.map"]
+    assert props["inter.broker.listener.name"] == "INTERNAL"
+    assert props["listener.name.client.sasl.enabled.mechanisms"] == "SCRAM-SHA-256,SCRAM-SHA-512"
+    assert props["listener.name.client.ssl.keystore.location"] == str(tmp_path / "broker.pem")
+    assert props["min.insync.replicas"] == "2"
+    assert props["offsets.topic.replication.factor"] == "3"
+    assert props["transaction.state.log.min.isr"] == "2"
+    with pytest.raises(ValueError):
+        render_node_properties(1, ports, "sasl_ssl", tmp_path / "logs", None)
 
 
 def test_log4j2_properties_send_warnings_to_the_data_dir(tmp_path: Path) -> None:
@@ -194,15 +226,26 @@ def test_cluster_id_looks_like_kafkas() -> None:
     assert all(re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_-]{21}", i) for i in ids)
 
 
-def test_ports_are_chosen_once_and_remembered(tmp_path: Path) -> None:
-    broker_port, controller_port = lk._resolve_ports(tmp_path, None)
-    assert broker_port != controller_port
-    saved = json.loads((tmp_path / "ports.json").read_text())
-    assert saved == {"port": broker_port, "controller_port": controller_port}
-    assert lk._resolve_ports(tmp_path, None) == (broker_port, controller_port)
-    # An explicit port wins for the broker; the controller keeps its port (the voter set).
-    assert lk._resolve_ports(tmp_path, 19092) == (19092, controller_port)
-    assert lk._resolve_ports(tmp_path, None) == (19092, controller_port)
+def test_cluster_state_round_trips_and_moves_only_a_client_port() -> None:
+    state = ClusterState("id", "sasl_ssl", (NodePorts(1, 2, 3), NodePorts(4, 5, 6)), "pw")
+    assert ClusterState.from_json(state.to_json()) == state
+    moved = state.with_client_port(1, 19092)
+    assert moved.ports == (NodePorts(19092, 2, 3), NodePorts(4, 5, 6))  # the voter set stays
+
+
+def test_a_data_dir_keeps_its_ports_and_refuses_another_shape(tmp_path: Path) -> None:
+    first = LocalKafka(data_dir=tmp_path)
+    first._prepare()  # configuration only: no JVM
+    saved = json.loads((tmp_path / "cluster.json").read_text())
+    assert len(saved["ports"]) == 1 and saved["security"] == "plaintext"
+    again = LocalKafka(data_dir=tmp_path, port=19092)
+    again._prepare()
+    ports = json.loads((tmp_path / "cluster.json").read_text())["ports"][0]
+    assert ports["client"] == 19092  # an explicit port wins for the client listener
+    assert ports["controller"] == saved["ports"][0]["controller"]  # the voter set does not move
+    with pytest.raises(ConfigError, match=r"--data-dir: .* 1-node plaintext cluster"):
+        LocalKafka(data_dir=tmp_path, nodes=3)._prepare()
+    assert stat.S_IMODE((tmp_path / "cluster.json").stat().st_mode) == 0o600
 
 
 def test_not_started_broker_has_no_bootstrap_and_stop_is_harmless(tmp_path: Path) -> None:

@@ -1,0 +1,56 @@
+"""The smaller faust adaptations of `pipeline.kafka` are in use and do what they say."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import faust
+import pytest
+from faust.types import TP
+
+from pipeline.agents.app import create_app
+from pipeline.kafka.lag import committed_offsets
+from pipeline.kafka.worker import PipelineWorker
+from pipeline.settings import load_settings
+
+
+@pytest.fixture
+def app() -> Any:
+    app, _ = create_app(load_settings(kafka_bootstrap_servers="127.0.0.1:1"), agents=[])
+    return app
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    names = ("", "aiokafka", "kafka", "faust", "mode")
+    levels = {name: logging.getLogger(name).level for name in names}
+    handlers = list(logging.getLogger().handlers)
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_worker_sets_the_client_loggers_to_its_level_not_debug(app: Any) -> None:
+    worker = PipelineWorker(app, loglevel="warn", quiet=True)
+    worker._setup_logging()
+    assert logging.getLogger().level == logging.WARNING
+    for name in ("aiokafka", "kafka", "faust", "mode"):
+        # faust leaves them at DEBUG: every message sent built ~8 debug records for nothing
+        assert logging.getLogger(name).level == logging.WARNING, name
+    assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+
+
+def test_lag_reads_the_offsets_faust_committed(app: Any) -> None:
+    consumer = app.consumer
+    assert isinstance(app.consumer, faust.transport.drivers.aiokafka.Consumer)
+    assert dict(committed_offsets(consumer)) == {}
+    tp = TP("t.sms.send-requests", 2)
+    consumer._committed_offset[tp] = 41  # what faust records after a commit
+    assert committed_offsets(consumer)[tp] == 41
