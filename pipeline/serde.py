@@ -12,13 +12,14 @@ Decoding never lets a foreign exception escape: whatever is wrong with the bytes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import struct
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from io import BytesIO
 from pathlib import Path
@@ -26,9 +27,11 @@ from typing import Any, Protocol, TypeVar, cast
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+from pydantic import SecretStr
 
 from pipeline import records
-from pipeline.errors import DecodeError
+from pipeline.errors import BrokerError, ConfigError, DecodeError
+from pipeline.settings import Settings
 
 __all__ = [
     "SINGLE_OBJECT_MAGIC",
@@ -36,7 +39,9 @@ __all__ = [
     "Codec",
     "ConfluentCodec",
     "RecordSchema",
+    "RegistryConfig",
     "SchemaStore",
+    "codec_for",
     "default_schema_dir",
     "make_codec",
     "record_to_dict",
@@ -281,24 +286,91 @@ class RegistryClient(Protocol):
     def get_by_id(self, schema_id: int) -> dict[str, Any]: ...
 
 
-class HttpRegistryClient:
-    """A RegistryClient over python-schema-registry-client (a maintained Confluent-API client)."""
+@dataclass(frozen=True)
+class RegistryConfig:
+    """Where the schema registry is and how to log in (SCHEMA_REGISTRY_*)."""
 
-    def __init__(self, url: str) -> None:
+    url: str
+    username: str | None = None
+    password: SecretStr | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RegistryConfig | None:
+        """The registry the settings name; None without SCHEMA_REGISTRY_URL."""
+        if not settings.schema_registry_url:
+            return None
+        return cls(
+            settings.schema_registry_url,
+            settings.schema_registry_username,
+            settings.schema_registry_password,
+            settings.schema_registry_ca_file,
+        )
+
+
+class HttpRegistryClient:
+    """A RegistryClient over python-schema-registry-client (a maintained Confluent-API client).
+
+    A refused login, an untrusted certificate or an unreachable registry become one-line errors
+    naming the setting (never the password): ConfigError, or BrokerError when it is down.
+    """
+
+    def __init__(self, config: RegistryConfig) -> None:
         from schema_registry.client import SchemaRegistryClient  # optional at import time
 
-        self._client = SchemaRegistryClient(url=url)
+        auth = None
+        if config.username is not None and config.password is not None:
+            import httpx
+
+            auth = httpx.BasicAuth(config.username, config.password.get_secret_value())
+        self.config = config
+        self._client = SchemaRegistryClient(
+            url=config.url,
+            ca_location=str(config.ca_file) if config.ca_file else None,
+            auth=auth,
+        )
 
     def register(self, subject: str, schema: dict[str, Any]) -> int:
         from schema_registry.client import schema as sr_schema
 
-        return int(self._client.register(subject, sr_schema.AvroSchema(schema)))
+        with self._errors():
+            return int(self._client.register(subject, sr_schema.AvroSchema(schema)))
 
     def get_by_id(self, schema_id: int) -> dict[str, Any]:
-        found = self._client.get_by_id(schema_id)
+        with self._errors():
+            found = self._client.get_by_id(schema_id)
         if found is None:
             raise DecodeError(f"schema id {schema_id} not in the registry")
         return cast(dict[str, Any], found.raw_schema)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        import httpx
+        from schema_registry.client.errors import ClientError
+
+        url = self.config.url
+        try:
+            yield
+        except ClientError as exc:
+            if exc.http_code in (401, 403):
+                who = self.config.username or "(none: SCHEMA_REGISTRY_USERNAME is unset)"
+                raise ConfigError(
+                    f"SCHEMA_REGISTRY_PASSWORD: the registry at {url} refused the login of "
+                    f"SCHEMA_REGISTRY_USERNAME={who}"
+                ) from None
+            raise
+        except httpx.ConnectError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ConfigError(
+                    f"SCHEMA_REGISTRY_CA_FILE: the certificate of {url} is not trusted"
+                ) from None
+            raise BrokerError(
+                f"cannot reach the schema registry at {url} (SCHEMA_REGISTRY_URL)"
+            ) from None
+        except httpx.TransportError as exc:
+            raise BrokerError(
+                f"the schema registry at {url} failed: {type(exc).__name__} (SCHEMA_REGISTRY_URL)"
+            ) from None
 
 
 class ConfluentCodec(_AvroBody):
@@ -309,6 +381,12 @@ class ConfluentCodec(_AvroBody):
         self.registry = registry
         self._ids: dict[str, int] = {}
         self._by_id: dict[int, RecordSchema] = {}
+
+    def check(self) -> None:
+        """Register (or find) every current schema now: a registry that refuses this process
+        fails its start with one line, not its first record."""
+        for name in self.store.names:
+            self._schema_id(name)
 
     def _schema_id(self, name: str) -> int:
         if name not in self._ids:
@@ -345,9 +423,16 @@ class ConfluentCodec(_AvroBody):
         return self.read_body(writer, data, 5)
 
 
-def make_codec(schema_registry_url: str | None, store: SchemaStore | None = None) -> Codec:
-    """The codec the settings ask for: Confluent framing with a registry, else single-object."""
+def make_codec(registry: RegistryConfig | str | None, store: SchemaStore | None = None) -> Codec:
+    """Confluent framing with a registry (a config, or a bare URL), else single-object."""
     store = store or SchemaStore.load()
-    if schema_registry_url:
-        return ConfluentCodec(store, HttpRegistryClient(schema_registry_url))
+    if isinstance(registry, str):
+        registry = RegistryConfig(registry) if registry else None
+    if registry is not None:
+        return ConfluentCodec(store, HttpRegistryClient(registry))
     return AvroCodec(store)
+
+
+def codec_for(settings: Settings, store: SchemaStore | None = None) -> Codec:
+    """The codec of SCHEMA_REGISTRY_* (single-object encoding without a registry)."""
+    return make_codec(RegistryConfig.from_settings(settings), store)

@@ -20,8 +20,9 @@ from pipeline.agents.dashboard import register_dashboard
 from pipeline.agents.web import register_web
 from pipeline.errors import ConfigError
 from pipeline.kafka.codec import AvroFaustCodec
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.transport import PipelineTransport
-from pipeline.serde import make_codec
+from pipeline.serde import codec_for
 from pipeline.settings import Settings
 from pipeline.topics import TOPICS
 
@@ -49,10 +50,6 @@ class Streams:
         return self.by_name[name]
 
 
-def _broker_url(bootstrap: str) -> str:
-    return ";".join(f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip())
-
-
 def create_app(
     settings: Settings,
     *,
@@ -62,14 +59,21 @@ def create_app(
     web_host: str = "127.0.0.1",
     store: str = "rocksdb://",
     agents: Iterable[str] = (),
+    replication: int | None = None,
 ) -> tuple[faust.App, Streams]:
-    """Build the Faust app and attach the named agents; nothing connects until it starts."""
-    if not settings.kafka_bootstrap_servers:
-        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS is not set")
+    """Build the Faust app and attach the named agents; nothing connects until it starts.
+
+    `replication` is the replication factor of the topics faust creates itself (table
+    changelogs, the metrics contributions): the cluster's (`pipeline.kafka.admin`), else
+    PIPELINE_REPLICATION_FACTOR, else 1.
+    """
+    client = KafkaClientConfig.from_settings(settings)
     app_id = app_id or f"{settings.pipeline_topic_prefix}workers"
     app = faust.App(
         app_id,
-        broker=_broker_url(settings.kafka_bootstrap_servers),
+        broker=client.faust_broker(),
+        broker_credentials=client.faust_credentials(),
+        topic_replication_factor=replication or settings.pipeline_replication_factor or 1,
         store=store,
         datadir=str(data_dir or Path("data") / "faust"),
         topic_partitions=settings.pipeline_partitions,
@@ -94,7 +98,7 @@ def create_app(
     )
     # Before anything (topics, tables) asks the app for its transport; see the module.
     app.transport = PipelineTransport(app.conf.broker_consumer, app)
-    codec = AvroFaustCodec(make_codec(settings.schema_registry_url))
+    codec = AvroFaustCodec(codec_for(settings))
     by_name = {
         spec.name: app.topic(
             spec.full_name(settings.pipeline_topic_prefix),

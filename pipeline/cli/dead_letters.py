@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import click
 
+from pipeline.cli.connect import connect
 from pipeline.ingress.dead_letters import (
     DeadLetterReader,
     dead_letter_settings,
     replay_dead_letters,
 )
-from pipeline.serde import make_codec
+from pipeline.serde import codec_for
 
 __all__ = ["dead_letters"]
 
@@ -24,7 +25,8 @@ def dead_letters() -> None:
 def list_command(limit: int) -> None:
     """Print one line per dead letter: offset, time, reason, size (never the raw content)."""
     settings = dead_letter_settings()
-    codec = make_codec(settings.schema_registry_url)
+    connect(settings)
+    codec = codec_for(settings)
     shown = 0
     reader = DeadLetterReader(settings, codec, group=None, from_beginning=True)
     for partition, offset, letter in reader:
@@ -49,7 +51,9 @@ def list_command(limit: int) -> None:
 )
 def replay_command(from_beginning: bool) -> None:
     """Re-parse dead letters and publish the callbacks that are now understood."""
-    report = replay_dead_letters(dead_letter_settings(), from_beginning=from_beginning)
+    settings = dead_letter_settings()
+    connect(settings)
+    report = replay_dead_letters(settings, from_beginning=from_beginning)
     for offset, reason, detail in report.still_failing:
         click.echo(f"offset {offset}: still failing: {reason}: {detail}")
     click.echo(

@@ -8,10 +8,12 @@ from pathlib import Path
 
 import click
 
+from pipeline.cli.connect import connect
 from pipeline.core.send_requests import parse_send_request
 from pipeline.errors import ConfigError, InputError
 from pipeline.kafka.send_requests import SendRequestPublisher
 from pipeline.records import SendRequest
+from pipeline.serde import codec_for
 from pipeline.settings import Settings, load_settings
 
 __all__ = ["publish", "read_requests"]
@@ -50,13 +52,12 @@ def read_requests(
 
 
 def _publisher(settings: Settings) -> SendRequestPublisher:
-    if not settings.kafka_bootstrap_servers:
-        raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: publish needs a broker")
     return SendRequestPublisher(
-        settings.kafka_bootstrap_servers,
+        connect(settings).client,
         prefix=settings.pipeline_topic_prefix,
         login=settings.ardary_login,
         timezone=settings.ardary_timezone,
+        codec=codec_for(settings),
     )
 
 

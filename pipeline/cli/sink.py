@@ -7,6 +7,7 @@ import threading
 
 import click
 
+from pipeline.cli.connect import connect
 from pipeline.cli.paths import warehouse_dir
 from pipeline.logs import configure_logging
 from pipeline.settings import load_settings
@@ -33,6 +34,7 @@ def sink(url: str | None, group: str, from_beginning: bool, max_idle: float | No
     """Consume the pipeline's topics into the warehouse, exactly once."""
     overrides = {"warehouse_url": url} if url else {}
     settings = load_settings(**overrides)
+    connect(settings)
     warehouse_dir(settings.warehouse_url, "--url" if url else "WAREHOUSE_URL")
     configure_logging()
     stop = threading.Event()

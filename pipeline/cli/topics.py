@@ -4,25 +4,12 @@ from __future__ import annotations
 
 import click
 
-from pipeline.errors import ConfigError
+from pipeline.cli.connect import connect
 from pipeline.kafka.admin import describe_topics, ensure_topics
 from pipeline.settings import load_settings
 from pipeline.topics import TOPICS
 
 __all__ = ["topics"]
-
-
-def _bootstrap() -> tuple[str, str, int]:
-    settings = load_settings()
-    if not settings.kafka_bootstrap_servers:
-        raise ConfigError(
-            "KAFKA_BOOTSTRAP_SERVERS is not set (start one with `ardary-pipeline broker`)"
-        )
-    return (
-        settings.kafka_bootstrap_servers,
-        settings.pipeline_topic_prefix,
-        settings.pipeline_partitions,
-    )
 
 
 @click.group()
@@ -33,8 +20,14 @@ def topics() -> None:
 @topics.command("create")
 def create() -> None:
     """Create the missing topics; existing ones are left unchanged (safe to run twice)."""
-    bootstrap, prefix, partitions = _bootstrap()
-    created = ensure_topics(bootstrap, prefix, partitions)
+    settings = load_settings()
+    cluster = connect(settings)
+    created = ensure_topics(
+        cluster.client,
+        settings.pipeline_topic_prefix,
+        settings.pipeline_partitions,
+        settings.pipeline_replication_factor,
+    )
     for name in created:
         click.echo(f"created {name}")
     click.echo(f"{len(created)} created, {len(TOPICS) - len(created)} already present")
@@ -43,8 +36,9 @@ def create() -> None:
 @topics.command("list")
 def list_() -> None:
     """Print the pipeline's topics as they are on the broker, with their configs."""
-    bootstrap, prefix, _ = _bootstrap()
-    states = {s.name: s for s in describe_topics(bootstrap, prefix)}
+    settings = load_settings()
+    prefix = settings.pipeline_topic_prefix
+    states = {s.name: s for s in describe_topics(connect(settings).client, prefix)}
     click.echo(f"{'topic':<44} {'partitions':>10}  {'key':<14} configs")
     for spec in TOPICS:
         name = spec.full_name(prefix)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from pipeline.agents.app import AGENTS, create_app
+from pipeline.cli.connect import connect
 from pipeline.cli.paths import state_dir
 from pipeline.kafka.worker import PipelineWorker
 from pipeline.settings import load_settings
@@ -53,6 +54,7 @@ def worker(
     """Run the Faust agents (outbound, correlate, metrics, optouts) until SIGTERM/Ctrl-C."""
     settings = load_settings()
     names = [a.strip() for a in agents.split(",") if a.strip()] if agents else sorted(AGENTS)
+    cluster = connect(settings)
     app, _streams = create_app(
         settings,
         data_dir=data_dir,
@@ -60,6 +62,7 @@ def worker(
         web_host=web_host,
         store=store,
         agents=names,
+        replication=cluster.replication,
     )
     state_dir(data_dir, "--data-dir")  # faust creates the last level only, without parents
     PipelineWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

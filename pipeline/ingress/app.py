@@ -25,9 +25,10 @@ from pipeline.ingress.decode import MAX_REQUEST_BYTES, RawRequest, dead_letter_f
 from pipeline.ingress.durable import DurableDoor, Publisher
 from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
 from pipeline.ingress.spool import SegmentSpool, SpoolFull, SpoolItem
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.publisher import KafkaPublisher
 from pipeline.records import DeadLetter
-from pipeline.serde import Codec, make_codec
+from pipeline.serde import Codec, codec_for
 from pipeline.settings import Settings
 from pipeline.topics import record_key, spec_for, topic_for_record
 
@@ -420,12 +421,12 @@ def create_app(
     factory: Callable[[], ManagedPublisher] | None = None
     spool_factory: Callable[[], SegmentSpool] | None = None
     if publisher is None:
-        bootstrap = settings.kafka_bootstrap_servers
-        if not bootstrap:
+        if not settings.kafka_bootstrap_servers:
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: required by the ingress")
+        client = KafkaClientConfig.from_settings(settings)
 
         def factory() -> ManagedPublisher:
-            return KafkaPublisher(bootstrap)
+            return KafkaPublisher(client)
 
         directory = settings.ingress_spool_dir
         if spool is None and directory is not None:
@@ -436,7 +437,7 @@ def create_app(
 
     token = settings.pipeline_callback_token
     return IngressApp(
-        codec=codec or make_codec(settings.schema_registry_url),
+        codec=codec or codec_for(settings),
         prefix=settings.pipeline_topic_prefix,
         tz=settings.timezone,
         token=token.get_secret_value() if token is not None else None,

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pipeline.ardary.callbacks import parse_callbacks
 from pipeline.errors import CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import RawRequest, decode_params
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.errors import kafka_errors
 from pipeline.records import DeadLetter
-from pipeline.serde import Codec, make_codec
+from pipeline.serde import Codec, codec_for
 from pipeline.settings import Settings, load_settings
 from pipeline.topics import record_key, spec_for, topic_for_record
 
@@ -67,7 +68,7 @@ class DeadLetterReader:
         topic = spec_for(DEAD_LETTER_TOPIC).full_name(settings.pipeline_topic_prefix)
         with kafka_errors(f"cannot read {topic}"):
             self.consumer = KafkaConsumer(
-                bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+                **KafkaClientConfig.from_settings(settings).kafka_python(),
                 group_id=group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
@@ -101,10 +102,10 @@ def replay_dead_letters(settings: Settings, *, from_beginning: bool = False) -> 
     from kafka import KafkaProducer
 
     assert settings.kafka_bootstrap_servers
-    codec = make_codec(settings.schema_registry_url)
+    codec = codec_for(settings)
     with kafka_errors(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}"):
         producer = KafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap_servers.split(","),
+            **KafkaClientConfig.from_settings(settings).kafka_python(),
             acks="all",
             enable_idempotence=True,
             linger_ms=5,

@@ -1,4 +1,10 @@
-"""Topic provisioning (kafka-python admin): create the pipeline's topics, describe them."""
+"""Topic provisioning (kafka-python admin): create the pipeline's topics, describe them.
+
+Replication follows the cluster: `min(3, brokers)` copies of every partition, and from three
+brokers on `min.insync.replicas=2`, so an acknowledged record survives losing one broker and a
+write is refused (the ingress then spools) rather than kept on a single copy.
+`PIPELINE_REPLICATION_FACTOR` overrides the factor (e.g. a two-broker cluster that must use 2).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +14,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pipeline.errors import ConfigError
+from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.errors import kafka_errors
-from pipeline.topics import TOPICS
+from pipeline.topics import TOPICS, TopicSpec
 
 if TYPE_CHECKING:
     from kafka.admin import KafkaAdminClient
 
-__all__ = ["TopicState", "describe_topics", "ensure_topics"]
+__all__ = [
+    "TopicState",
+    "broker_count",
+    "describe_topics",
+    "ensure_topics",
+    "replication_for",
+    "topic_configs",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,39 +38,77 @@ class TopicState:
     name: str
     partitions: int
     config: Mapping[str, str]
+    replication: int = 0
 
 
-def _admin(bootstrap: str) -> KafkaAdminClient:
+def _admin(client: KafkaClientConfig | str) -> KafkaAdminClient:
     from kafka.admin import KafkaAdminClient
 
-    with kafka_errors(f"cannot reach Kafka at {bootstrap}"):
+    config = client_config(client)
+    with kafka_errors(f"cannot reach Kafka at {config.bootstrap}"):
         return KafkaAdminClient(
-            bootstrap_servers=bootstrap.split(","),
+            **config.kafka_python(),
             client_id="ardary-topics",
             request_timeout_ms=15_000,
         )
 
 
-def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
+def replication_for(brokers: int, override: int | None = None) -> int:
+    """The replication factor of the pipeline's topics on a cluster of `brokers` brokers."""
+    return override if override is not None else max(1, min(3, brokers))
+
+
+def topic_configs(spec: TopicSpec, replication: int) -> dict[str, str]:
+    """A topic's configs as created: its own, plus `min.insync.replicas=2` from 3 copies."""
+    configs = dict(spec.config)
+    if replication >= 3:
+        configs["min.insync.replicas"] = "2"
+    return configs
+
+
+def broker_count(client: KafkaClientConfig | str) -> int:
+    """How many brokers the cluster lists."""
+    admin = _admin(client)
+    try:
+        with kafka_errors("cannot describe the cluster"):
+            return len(admin.describe_cluster().get("brokers") or ())
+    finally:
+        admin.close()
+
+
+def ensure_topics(
+    client: KafkaClientConfig | str,
+    prefix: str,
+    partitions: int,
+    replication: int | None = None,
+) -> list[str]:
     """Create the missing topics; existing ones are left as they are. Returns those created.
 
     Idempotent: running it twice creates nothing the second time and changes nothing.
     A topic that exists with another partition count than its co-partitioned siblings is
-    reported as a ConfigError, because correlation would silently miss events.
+    reported as a ConfigError, because correlation would silently miss events. `replication`
+    (PIPELINE_REPLICATION_FACTOR) overrides the factor `replication_for` picks.
     """
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
-    admin = _admin(bootstrap)
+    admin = _admin(client)
     try:
         with kafka_errors("topic provisioning failed", detail=True):
+            brokers = len(admin.describe_cluster().get("brokers") or ())
+            factor = replication_for(brokers, replication)
+            if factor > brokers:
+                raise ConfigError(
+                    f"PIPELINE_REPLICATION_FACTOR: {factor} copies need {factor} brokers, the "
+                    f"cluster has {brokers}"
+                )
             existing = set(admin.list_topics())
             wanted = [
                 NewTopic(
                     name=spec.full_name(prefix),
                     num_partitions=partitions,
-                    replication_factor=-1,
-                    topic_configs=dict(spec.config),
+                    replication_factor=factor,
+                    topic_configs=topic_configs(spec, factor),
                 )
                 for spec in TOPICS
                 if spec.full_name(prefix) not in existing
@@ -68,7 +120,7 @@ def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
                     created.append(topic.name)
                 except TopicAlreadyExistsError:
                     pass  # created concurrently by another process: fine
-            states = _wait_visible(admin, prefix, created)
+            states = _wait_visible(admin, prefix, created, factor)
     finally:
         admin.close()
     counts = {
@@ -85,10 +137,10 @@ def ensure_topics(bootstrap: str, prefix: str, partitions: int) -> list[str]:
 
 
 def _wait_visible(
-    admin: KafkaAdminClient, prefix: str, created: list[str], timeout: float = 30.0
+    admin: KafkaAdminClient, prefix: str, created: list[str], factor: int, timeout: float = 30.0
 ) -> dict[str, TopicState]:
     """Wait until new topics show their partitions and configs (metadata propagates async)."""
-    wanted = {spec.full_name(prefix): spec for spec in TOPICS}
+    wanted = {spec.full_name(prefix): topic_configs(spec, factor) for spec in TOPICS}
     deadline = time.monotonic() + timeout
     while True:
         states = {s.name: s for s in _describe(admin, prefix)}
@@ -97,7 +149,7 @@ def _wait_visible(
             for name in created
             if name not in states
             or states[name].partitions == 0
-            or any(states[name].config.get(k) != v for k, v in wanted[name].config.items())
+            or any(states[name].config.get(k) != v for k, v in wanted[name].items())
         ]
         if not pending or time.monotonic() > deadline:
             return states
@@ -114,6 +166,9 @@ def _describe(admin: KafkaAdminClient, prefix: str) -> list[TopicState]:
         return []
     described = admin.describe_topics(names)
     partitions = {t["name"]: len(t["partitions"]) for t in described}
+    replicas = {
+        t["name"]: min((len(p["replicas"]) for p in t["partitions"]), default=0) for t in described
+    }
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
     answer = admin.describe_configs(resources)
     configs: dict[str, dict[str, str]] = {n: {} for n in names}
@@ -121,12 +176,12 @@ def _describe(admin: KafkaAdminClient, prefix: str) -> list[TopicState]:
         for key, entry in entries.items():
             if entry.get("config_source") == "DYNAMIC_TOPIC_CONFIG":
                 configs[name][key] = str(entry["value"])
-    return [TopicState(n, partitions.get(n, 0), configs[n]) for n in names]
+    return [TopicState(n, partitions.get(n, 0), configs[n], replicas.get(n, 0)) for n in names]
 
 
-def describe_topics(bootstrap: str, prefix: str) -> list[TopicState]:
+def describe_topics(client: KafkaClientConfig | str, prefix: str) -> list[TopicState]:
     """The pipeline's topics as they are on the broker (missing ones are left out)."""
-    admin = _admin(bootstrap)
+    admin = _admin(client)
     try:
         with kafka_errors("cannot describe topics", detail=True):
             return _describe(admin, prefix)

@@ -22,7 +22,7 @@ from pydantic import SecretStr
 from pipeline.errors import ConfigError
 from pipeline.settings import Settings
 
-__all__ = ["KafkaClientConfig"]
+__all__ = ["KafkaClientConfig", "client_config"]
 
 
 @dataclass(frozen=True)
@@ -175,3 +175,8 @@ def _ssl_context(
                 f"({type(exc).__name__})"
             ) from None
     return context
+
+
+def client_config(source: KafkaClientConfig | str) -> KafkaClientConfig:
+    """A client config as given, or a bare bootstrap string as a PLAINTEXT one (local tools)."""
+    return source if isinstance(source, KafkaClientConfig) else KafkaClientConfig(source)

@@ -22,8 +22,11 @@ __all__ = ["check_connection", "check_connection_sync"]
 _CONNECT_S = 10.0
 
 
-async def check_connection(config: KafkaClientConfig, within: float = 20.0) -> None:
-    """Connect to the first answering bootstrap server; raise what is wrong (see module doc)."""
+async def check_connection(config: KafkaClientConfig, within: float = 20.0) -> int:
+    """Connect to the first answering bootstrap server; raise what is wrong (see module doc).
+
+    Returns how many brokers the cluster lists.
+    """
     unreachable: list[str] = []
     async with asyncio.timeout(within):
         for server in config.servers:
@@ -36,16 +39,15 @@ async def check_connection(config: KafkaClientConfig, within: float = 20.0) -> N
                 unreachable.append(server)
                 continue
             try:
-                await _metadata(conn, config, server)
+                return await _metadata(conn, config, server)
             finally:
                 conn.close()
-            return
     raise BrokerError(f"cannot reach Kafka at {', '.join(unreachable)} (KAFKA_BOOTSTRAP_SERVERS)")
 
 
-def check_connection_sync(config: KafkaClientConfig, within: float = 20.0) -> None:
+def check_connection_sync(config: KafkaClientConfig, within: float = 20.0) -> int:
     """`check_connection` for synchronous commands (no event loop running)."""
-    asyncio.run(check_connection(config, within))
+    return asyncio.run(check_connection(config, within))
 
 
 async def _connect(config: KafkaClientConfig, host: str, port: int) -> Any:
@@ -84,15 +86,17 @@ async def _connect(config: KafkaClientConfig, host: str, port: int) -> Any:
         raise OSError(str(exc)) from None
 
 
-async def _metadata(conn: Any, config: KafkaClientConfig, server: str) -> None:
-    """One metadata request: a listener expecting another protocol closes the connection."""
+async def _metadata(conn: Any, config: KafkaClientConfig, server: str) -> int:
+    """One metadata request (a listener expecting another protocol closes the connection);
+    returns how many brokers it lists."""
     from aiokafka import errors
     from aiokafka.protocol.metadata import MetadataRequest
 
     try:
-        await asyncio.wait_for(conn.send(MetadataRequest([])), _CONNECT_S)
+        answer = await asyncio.wait_for(conn.send(MetadataRequest([])), _CONNECT_S)
     except (errors.KafkaError, OSError, TimeoutError):
         raise _protocol_mismatch(config, server) from None
+    return len(answer.brokers)
 
 
 def _protocol_mismatch(config: KafkaClientConfig, server: str) -> ConfigError:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from pipeline.errors import BrokerError
+from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.produce import OpenBatches, partition_for
 
 __all__ = ["KafkaPublisher", "PublishItem"]
@@ -59,7 +60,7 @@ class KafkaPublisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        client: KafkaClientConfig | str,
         *,
         linger_ms: int = 0,
         request_timeout_ms: int = 10_000,
@@ -67,7 +68,8 @@ class KafkaPublisher:
         ready_cache_seconds: float = 1.0,
         client_id: str = "ardary-ingress",
     ) -> None:
-        self._bootstrap = bootstrap
+        self._client_config = client_config(client)
+        self._bootstrap = self._client_config.bootstrap
         self._linger_ms = linger_ms
         self._request_timeout_ms = request_timeout_ms
         self._probe_interval = probe_interval
@@ -113,7 +115,7 @@ class KafkaPublisher:
         from aiokafka.errors import KafkaError
 
         producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap.split(","),
+            **self._client_config.aiokafka(),
             client_id=self._client_id,
             acks="all",
             enable_idempotence=True,

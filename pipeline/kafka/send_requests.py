@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from pipeline.core.send_requests import parse_send_request
 from pipeline.errors import BrokerError
+from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.errors import kafka_errors
 from pipeline.records import SendRequest
 from pipeline.serde import Codec, make_codec
@@ -28,7 +29,7 @@ class SendRequestPublisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        client: KafkaClientConfig | str,
         *,
         prefix: str = "ardary.",
         login: str | None = None,
@@ -43,9 +44,10 @@ class SendRequestPublisher:
         self.tz = ZoneInfo(timezone)
         self.codec = codec or make_codec(None)
         self._errors: list[Exception] = []
-        with kafka_errors(f"cannot reach Kafka at {bootstrap}"):
+        config = client_config(client)
+        with kafka_errors(f"cannot reach Kafka at {config.bootstrap}"):
             self._producer = KafkaProducer(
-                bootstrap_servers=bootstrap.split(","),
+                **config.kafka_python(),
                 client_id="ardary-publisher",
                 acks="all",
                 enable_idempotence=True,

@@ -27,10 +27,11 @@ from kafka.structs import TopicPartition as KafkaTP
 
 from pipeline import records
 from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
+from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.errors import kafka_errors
 from pipeline.kafka.groupjoin import resume_dropped_join, verify_group_join_internals
 from pipeline.procutil import batch_gc
-from pipeline.serde import Codec, SchemaStore, make_codec
+from pipeline.serde import Codec, SchemaStore, codec_for
 from pipeline.settings import Settings
 from pipeline.sinks.base import Sink, TopicPartition
 from pipeline.sinks.factory import open_sink, pii_policy
@@ -70,10 +71,10 @@ def sink_topics(prefix: str) -> list[str]:
     return [spec.full_name(prefix) for spec in WAREHOUSE_TOPICS]
 
 
-def consumer_config(bootstrap: str, group: str | None) -> dict[str, Any]:
+def consumer_config(client: KafkaClientConfig | str, group: str | None) -> dict[str, Any]:
     """kafka-python consumer settings shared by the sink and its benchmark baseline."""
     return {
-        "bootstrap_servers": bootstrap.split(","),
+        **client_config(client).kafka_python(),
         "group_id": group,
         "client_id": "ardary-sink",
         "enable_auto_commit": False,
@@ -266,15 +267,16 @@ def run_sink(
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: the sink needs a broker")
     store = store or SchemaStore.load()
-    codec = make_codec(settings.schema_registry_url, store)
+    codec = codec_for(settings, store)
     if sink is None:
         sink = open_sink(
             url or settings.warehouse_url, group, pii=pii_policy(settings), store=store
         )
     sink.setup()
     try:
+        client = KafkaClientConfig.from_settings(settings)
         with kafka_errors("cannot reach Kafka"):
-            consumer = KafkaConsumer(**consumer_config(settings.kafka_bootstrap_servers, group))
+            consumer = KafkaConsumer(**consumer_config(client, group))
     except BaseException:
         sink.close()
         raise

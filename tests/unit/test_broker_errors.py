@@ -42,6 +42,9 @@ class FailingAdmin:
     def list_topics(self) -> list[str]:
         raise KafkaTimeoutError("no answer in 15s")
 
+    def describe_cluster(self) -> dict[str, Any]:
+        raise KafkaTimeoutError("no answer in 15s")
+
     def close(self) -> None:
         FailingAdmin.closed = True
 

@@ -43,6 +43,7 @@ from pipeline.agents.outbound.result_index import ResultIndex
 from pipeline.agents.outbound.states import SendStates
 from pipeline.core.ratelimit import TokenBucket, rate_share
 from pipeline.kafka.batches import event_batches
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.settings import Settings
 
 __all__ = [
@@ -66,8 +67,9 @@ FINAL_DRAIN_S = 5.0  # at shutdown, how long batches in flight may finish
 
 
 def reader_client(settings: Settings) -> dict[str, Any]:
-    """aiokafka consumer arguments for the agent's group-less readers (opt-outs, results)."""
-    return {"bootstrap_servers": settings.kafka_bootstrap_servers or ""}
+    """aiokafka consumer arguments for the agent's group-less readers (opt-outs, results):
+    the brokers and, on a secured cluster, TLS and SASL."""
+    return KafkaClientConfig.from_settings(settings).aiokafka()
 
 
 class OutboundAgent:

@@ -20,7 +20,7 @@ from pipeline.devtools.stack.traffic import demo_requests
 from pipeline.errors import PipelineError
 from pipeline.kafka.send_requests import SendRequestPublisher
 from pipeline.records import SmsLifecycle
-from pipeline.serde import make_codec
+from pipeline.serde import codec_for
 from pipeline.settings import Settings
 from pipeline.topics import spec_for
 
@@ -53,7 +53,7 @@ def _follow_lifecycles(stack: Stack) -> Any:
     topic = spec_for("sms.lifecycle").full_name(stack.prefix)
     return KafkaConsumer(
         topic,
-        bootstrap_servers=stack.bootstrap.split(","),
+        **stack.client.kafka_python(),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         group_id=None,
@@ -78,8 +78,8 @@ def run_demo(
             f"simulator {stack.simulator_url}, dashboard {stack.worker_url}/"
         )
         console.print(f"logs: {run_dir}")
-        codec = make_codec(settings.schema_registry_url)
-        with SendRequestPublisher(stack.bootstrap, prefix=stack.prefix, codec=codec) as pub:
+        codec = codec_for(settings)
+        with SendRequestPublisher(stack.client, prefix=stack.prefix, codec=codec) as pub:
             for request in demo_requests(
                 messages, seed=options.seed, clock=lambda: datetime.now(UTC)
             ):

@@ -13,6 +13,7 @@ from rich.console import Console
 from pipeline.devtools.stack.stack import StackOptions, run_stack
 from pipeline.devtools.stack.traffic import demo_requests
 from pipeline.kafka.send_requests import SendRequestPublisher
+from pipeline.serde import codec_for
 from pipeline.settings import Settings
 
 __all__ = ["run_dev"]
@@ -32,7 +33,8 @@ def run_dev(settings: Settings, *, dialect: str, trickle: float, run_dir: Path) 
         console.print(f"warehouse  {stack.warehouse_path}   logs: {run_dir}")
         console.print("Ctrl-C to stop.")
         try:
-            with SendRequestPublisher(stack.bootstrap, prefix=stack.prefix) as pub:
+            codec = codec_for(settings)
+            with SendRequestPublisher(stack.client, prefix=stack.prefix, codec=codec) as pub:
                 requests = demo_requests(
                     10**9, seed=int(time.time()), clock=lambda: datetime.now(UTC)
                 )

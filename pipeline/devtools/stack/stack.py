@@ -19,6 +19,7 @@ from pipeline.devtools.localkafka import LocalKafka
 from pipeline.devtools.stack.processes import ProcessGroup, free_port, http_ok
 from pipeline.devtools.stack.traffic import DEMO_ACCOUNTS
 from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.settings import Settings
 
 __all__ = ["Stack", "StackOptions", "run_stack"]
@@ -42,6 +43,7 @@ class Stack:
     """A running stack: where everything is."""
 
     bootstrap: str
+    client: KafkaClientConfig  # the stack's own clients' settings (TLS/SASL on a secured cluster)
     prefix: str
     processes: ProcessGroup
     simulator_url: str
@@ -67,16 +69,18 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
     run_dir.mkdir(parents=True, exist_ok=True)
     broker: LocalKafka | None = None
     if settings.kafka_bootstrap_servers:
-        bootstrap = settings.kafka_bootstrap_servers
+        client = KafkaClientConfig.from_settings(settings)
+        bootstrap = client.bootstrap
         # a shared cluster: keep this run's topics apart from everything else on it
         prefix = f"{settings.pipeline_topic_prefix}{run_dir.name}."
     else:
         broker = LocalKafka(data_dir=run_dir / "kafka")
         bootstrap = broker.start()
+        client = KafkaClientConfig(bootstrap)
         prefix = settings.pipeline_topic_prefix
     processes: ProcessGroup | None = None
     try:
-        ensure_topics(bootstrap, prefix, options.partitions)
+        ensure_topics(client, prefix, options.partitions, settings.pipeline_replication_factor)
         sim_port, ingress_port, worker_port = free_port(), free_port(), free_port()
         token = secrets.token_urlsafe(16)
         warehouse = run_dir / "warehouse.duckdb"
@@ -91,6 +95,7 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
             "ARDARY_MODE": "prod",
             "OUTBOUND_RATE_PER_SECOND": str(options.rate_per_second),
             "WAREHOUSE_URL": f"duckdb:///{warehouse}",
+            "INGRESS_SPOOL_DIR": str(run_dir / "ingress-spool"),
         }
         processes = ProcessGroup(run_dir, env)
         callback_url = f"http://127.0.0.1:{ingress_port}/callbacks/{token}"
@@ -141,6 +146,7 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
         processes.start("sink", ["sink", "--url", f"duckdb:///{warehouse}", "--group", sink_group])
         yield Stack(
             bootstrap=bootstrap,
+            client=client,
             prefix=prefix,
             processes=processes,
             simulator_url=f"http://127.0.0.1:{sim_port}",
@@ -162,8 +168,8 @@ def sink_lag(stack: Stack) -> int:
 
     from pipeline.sinks.runner import sink_topics
 
-    admin = KafkaAdminClient(bootstrap_servers=stack.bootstrap.split(","))
-    consumer = KafkaConsumer(bootstrap_servers=stack.bootstrap.split(","))
+    admin = KafkaAdminClient(**stack.client.kafka_python())
+    consumer = KafkaConsumer(**stack.client.kafka_python())
     try:
         committed = admin.list_group_offsets(stack.sink_group).get(stack.sink_group, {})
         partitions = [
