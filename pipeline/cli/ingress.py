@@ -43,11 +43,11 @@ def ingress(host: str, port: int, threads: int) -> None:
     configure_logging()
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: required by the ingress")
-    # a wrong setting stops here with one line; an unreachable broker only without a spool
-    connect(settings, allow_unreachable=settings.ingress_spool_dir is not None)
     if settings.ingress_spool_dir is not None:
         # here, in the command's process: granian's worker would report it as a traceback
         state_dir(settings.ingress_spool_dir, "INGRESS_SPOOL_DIR")
+    # a wrong setting stops here with one line; an unreachable broker only without a spool
+    connect(settings, allow_unreachable=settings.ingress_spool_dir is not None)
     if settings.pipeline_callback_token is None:
         log.warning("PIPELINE_CALLBACK_TOKEN is not set: /callbacks is open to anyone (dev only)")
     log.info(

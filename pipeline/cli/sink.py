@@ -34,8 +34,8 @@ def sink(url: str | None, group: str, from_beginning: bool, max_idle: float | No
     """Consume the pipeline's topics into the warehouse, exactly once."""
     overrides = {"warehouse_url": url} if url else {}
     settings = load_settings(**overrides)
-    connect(settings)
     warehouse_dir(settings.warehouse_url, "--url" if url else "WAREHOUSE_URL")
+    connect(settings)
     configure_logging()
     stop = threading.Event()
 

@@ -9,6 +9,7 @@ import click
 from pipeline.agents.app import AGENTS, create_app
 from pipeline.cli.connect import connect
 from pipeline.cli.paths import state_dir
+from pipeline.errors import ConfigError
 from pipeline.kafka.worker import PipelineWorker
 from pipeline.settings import load_settings
 
@@ -54,7 +55,12 @@ def worker(
     """Run the Faust agents (outbound, correlate, metrics, optouts) until SIGTERM/Ctrl-C."""
     settings = load_settings()
     names = [a.strip() for a in agents.split(",") if a.strip()] if agents else sorted(AGENTS)
-    cluster = connect(settings)
+    unknown = sorted(set(names) - set(AGENTS))
+    if unknown:
+        known = ", ".join(sorted(AGENTS))
+        raise ConfigError(f"--agents: unknown agent {unknown[0]!r} (known: {known})")
+    state_dir(data_dir, "--data-dir")  # faust creates the last level only, without parents
+    cluster = connect(settings)  # local checks first, then the cluster
     app, _streams = create_app(
         settings,
         data_dir=data_dir,
@@ -64,5 +70,4 @@ def worker(
         agents=names,
         replication=cluster.replication,
     )
-    state_dir(data_dir, "--data-dir")  # faust creates the last level only, without parents
     PipelineWorker(app, loglevel=loglevel, quiet=True).execute_from_commandline()

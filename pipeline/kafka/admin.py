@@ -167,7 +167,8 @@ def _describe(admin: KafkaAdminClient, prefix: str) -> list[TopicState]:
     described = admin.describe_topics(names)
     partitions = {t["name"]: len(t["partitions"]) for t in described}
     replicas = {
-        t["name"]: min((len(p["replicas"]) for p in t["partitions"]), default=0) for t in described
+        t["name"]: min((len(p["replica_nodes"]) for p in t["partitions"]), default=0)
+        for t in described
     }
     resources = [ConfigResource(ConfigResourceType.TOPIC, n) for n in names]
     answer = admin.describe_configs(resources)

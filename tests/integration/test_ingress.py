@@ -31,11 +31,14 @@ CODEC = AvroCodec(SchemaStore.load())
 
 
 def ingress_settings(bootstrap: str, prefix: str) -> Settings:
+    """The ingress without its spool (INGRESS_SPOOL_DIR empty): what the broker alone does;
+    tests/integration/test_ingress_spool.py runs it with one."""
     return load_settings(
         kafka_bootstrap_servers=bootstrap,
         pipeline_topic_prefix=prefix,
         pipeline_callback_token=TOKEN,
         schema_registry_url=None,
+        ingress_spool_dir="",
     )
 
 

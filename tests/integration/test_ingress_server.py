@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -24,7 +25,7 @@ TOKEN = "granian-Token-7"
 
 
 async def test_cli_serves_callbacks_and_stops_cleanly_on_sigterm(
-    kafka_bootstrap: str, unique_prefix: str, wait_until: Callable[..., Any]
+    kafka_bootstrap: str, unique_prefix: str, wait_until: Callable[..., Any], tmp_path: Path
 ) -> None:
     await asyncio.to_thread(ensure_topics, kafka_bootstrap, unique_prefix, 2)
     port = free_port()
@@ -33,6 +34,7 @@ async def test_cli_serves_callbacks_and_stops_cleanly_on_sigterm(
         "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
         "PIPELINE_TOPIC_PREFIX": unique_prefix,
         "PIPELINE_CALLBACK_TOKEN": TOKEN,
+        "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "ingress", "--host", "127.0.0.1", "--port", str(port)],
