@@ -69,7 +69,7 @@ async def test_table_survives_sigkill(kafka_bootstrap: str, tmp_path: Path) -> N
             lambda: _committed_all(kafka_bootstrap, f"{prefix}workers", inputs),
             30,
             "input offsets committed",
-            step=0.5,
+            interval=0.5,
         )
         first.kill()
         killed = True
