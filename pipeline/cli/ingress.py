@@ -33,7 +33,14 @@ log = logging.getLogger("pipeline.ingress")
     show_default=True,
     help="granian runtime (I/O) threads.",
 )
-def ingress(host: str, port: int, threads: int) -> None:
+@click.option(
+    "--interface",
+    type=click.Choice(["rsgi", "asgi"]),
+    default="rsgi",
+    show_default=True,
+    help="granian's interface to the app (asgi: for comparison; same behaviour).",
+)
+def ingress(host: str, port: int, threads: int, interface: str) -> None:
     """The callback ingress: Ardary's callbacks into Kafka (GET/POST /callbacks/{token}).
 
     Reads KAFKA_BOOTSTRAP_SERVERS, PIPELINE_TOPIC_PREFIX, PIPELINE_CALLBACK_TOKEN,
@@ -54,4 +61,11 @@ def ingress(host: str, port: int, threads: int) -> None:
         "ingress listening",
         extra={"host": host, "port": port, "prefix": settings.pipeline_topic_prefix},
     )
-    serve("pipeline.ingress.app:app_from_env", host, port, factory=True, runtime_threads=threads)
+    serve(
+        "pipeline.ingress.app:app_from_env",
+        host,
+        port,
+        factory=True,
+        runtime_threads=threads,
+        interface=interface,
+    )

@@ -1,6 +1,8 @@
-"""The callback ingress as a bare ASGI app: verify, parse, keep, answer — nothing else.
+"""The callback ingress: verify, parse, keep, answer — nothing else.
 
 No framework in the hot path (measured: the server sets the ceiling, and a router costs ~40 %).
+`IngressApp.answer` works on a protocol-neutral `RequestHead`; granian serves it through RSGI
+(`pipeline.ingress.rsgi`), uvicorn and the tests through ASGI (`pipeline.ingress.asgi`).
 Every answer about a callback is given only once what it promises is durable — the records for
 a 200, the dead letter for a 400 — acknowledged by the broker or fsync'd to the local spool
 (`pipeline.ingress.durable`); otherwise 503.
@@ -12,7 +14,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -21,9 +23,11 @@ import orjson
 
 from pipeline.ardary.callbacks import CallbackRecord, kind_of, parse_callbacks
 from pipeline.errors import BrokerError, CallbackError, ConfigError, DecodeError
+from pipeline.ingress import asgi, rsgi
 from pipeline.ingress.decode import MAX_REQUEST_BYTES, RawRequest, dead_letter_for, decode_params
 from pipeline.ingress.durable import DurableDoor, Publisher
 from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
+from pipeline.ingress.request import Answer, BodyChunks, ClientGone, RequestHead
 from pipeline.ingress.spool import SegmentSpool, SpoolFull, SpoolItem
 from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.publisher import KafkaPublisher
@@ -43,14 +47,9 @@ __all__ = [
 
 log = logging.getLogger("pipeline.ingress")
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
 Parser = Callable[..., list[CallbackRecord]]
 
 CALLBACKS_PATH = "/callbacks"
-_JSON = b"application/json"
 _NOT_FOUND = orjson.dumps({"error": "not_found"})
 _TOO_LARGE = orjson.dumps({"error": "too_large", "detail": f"limit {MAX_REQUEST_BYTES} bytes"})
 _UNAVAILABLE = orjson.dumps({"error": "broker_unavailable"})
@@ -58,6 +57,8 @@ _SPOOL_FULL = orjson.dumps({"error": "spool_full"})
 _SHUTTING_DOWN = orjson.dumps({"error": "shutting_down"})
 _NOT_ALLOWED = orjson.dumps({"error": "method_not_allowed"})
 _INTERNAL = orjson.dumps({"error": "internal"})
+_READY = b'{"status":"ready"}'
+_NOT_READY = b'{"status":"unavailable"}'
 
 
 class ManagedPublisher(Publisher, Protocol):
@@ -78,7 +79,8 @@ class _Outcome(Exception):
 
 
 class IngressApp:
-    """ASGI 3 app of the callback ingress; one instance per process, shared by all requests."""
+    """The callback ingress, one instance per process shared by all requests; an ASGI 3 app
+    and an RSGI app at once (the server picks its interface)."""
 
     def __init__(
         self,
@@ -139,31 +141,36 @@ class IngressApp:
         if self._door is not None and publisher is not None:
             self._door.publisher = publisher
 
-    # ---- ASGI entry -------------------------------------------------------------------------
+    # ---- server interfaces -------------------------------------------------------------------
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
-            await self._lifespan(receive, send)
+    async def __call__(self, scope: asgi.Scope, receive: asgi.Receive, send: asgi.Send) -> None:
+        await asgi.serve(self, scope, receive, send)
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope["path"]
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        await rsgi.serve(self, scope, protocol)
+
+    def __rsgi_init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.startup())
+
+    def __rsgi_del__(self, loop: asyncio.AbstractEventLoop) -> None:
+        loop.run_until_complete(self.shutdown())
+
+    # ---- routing ---------------------------------------------------------------------------
+
+    async def answer(self, head: RequestHead, chunks: BodyChunks) -> Answer:
+        """The response to one request (a bug costs one 500, never the process)."""
+        path = head.path
         if self._is_callback_path(path):
-            await self._callback(scope, receive, send)
-        elif path == "/healthz":
-            await _respond(send, 200, b'{"status":"ok"}')
-        elif path == "/readyz":
+            return await self._callback(head, chunks)
+        if path == "/healthz":
+            return Answer(200, b'{"status":"ok"}')
+        if path == "/readyz":
             ok = await self._ready()
-            await _respond(
-                send, 200 if ok else 503, b'{"status":"%s"}' % (b"ready" if ok else b"unavailable")
-            )
-        elif path == "/metrics":
-            await _respond(send, 200, self.metrics.render(), CONTENT_TYPE_LATEST.encode())
-        else:
-            self.metrics.request("other", 404)
-            await _respond(send, 404, _NOT_FOUND)
+            return Answer(200 if ok else 503, _READY if ok else _NOT_READY)
+        if path == "/metrics":
+            return Answer(200, self.metrics.render(), CONTENT_TYPE_LATEST)
+        self.metrics.request("other", 404)
+        return Answer(404, _NOT_FOUND)
 
     async def _ready(self) -> bool:
         """Ready while callbacks can be kept: the broker answers, or the spool has room."""
@@ -181,11 +188,11 @@ class IngressApp:
 
     # ---- callbacks --------------------------------------------------------------------------
 
-    async def _callback(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _callback(self, head: RequestHead, chunks: BodyChunks) -> Answer:
         self._in_flight += 1
         self._idle.clear()
         try:
-            status, body, kind = await self._handle(scope, receive)
+            status, body, kind = await self._handle(head, chunks)
         except Exception as exc:  # a bug must cost one 500, never the process
             log.error("callback failed", extra={"error": type(exc).__name__})
             status, body, kind = 500, _INTERNAL, "error"
@@ -194,16 +201,15 @@ class IngressApp:
             if self._in_flight == 0:
                 self._idle.set()
         self.metrics.request(kind, status)
-        await _respond(send, status, body)
+        return Answer(status, body)
 
-    async def _handle(self, scope: Scope, receive: Receive) -> tuple[int, bytes, str]:
-        method: str = scope["method"]
-        if method not in ("GET", "POST"):
+    async def _handle(self, head: RequestHead, chunks: BodyChunks) -> tuple[int, bytes, str]:
+        if head.method not in ("GET", "POST"):
             return 405, _NOT_ALLOWED, "invalid"
         if self._draining:
             return 503, _SHUTTING_DOWN, "unavailable"
         try:
-            request = await self._read(scope, receive, method)
+            request = await self._read(head, chunks)
         except _Outcome as outcome:
             return outcome.status, outcome.body, outcome.kind
         received_at = datetime.now(UTC)
@@ -241,44 +247,32 @@ class IngressApp:
             answer["spooled"] = True
         return 200, orjson.dumps(answer), label
 
-    async def _read(self, scope: Scope, receive: Receive, method: str) -> RawRequest:
-        query: bytes = scope.get("query_string", b"")
+    async def _read(self, head: RequestHead, chunks: BodyChunks) -> RawRequest:
+        query = head.query
         size = len(query)
         if size > self._max_bytes:
             raise _Outcome(413, _TOO_LARGE, "too_large")
-        content_type: str | None = None
-        length: int | None = None
-        chunked = False
-        for name, value in scope["headers"]:
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    raise _Outcome(
-                        400, _bad_request("bad_request", "bad Content-Length"), "invalid"
-                    ) from None
-            elif name == b"content-type":
-                content_type = value.decode("latin-1")
-            elif name == b"transfer-encoding":
-                chunked = True
+        if head.bad_length:
+            raise _Outcome(400, _bad_request("bad_request", "bad Content-Length"), "invalid")
+        length = head.content_length
         if length is not None and size + length > self._max_bytes:
             raise _Outcome(413, _TOO_LARGE, "too_large")
         body = b""
-        if length or chunked:
-            chunks: list[bytes] = []
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    raise _Outcome(400, _bad_request("bad_request", "client went away"), "invalid")
-                chunk: bytes = message.get("body", b"")
-                size += len(chunk)
-                if size > self._max_bytes:  # Content-Length may lie or be absent
-                    raise _Outcome(413, _TOO_LARGE, "too_large")
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
-            body = b"".join(chunks)
-        return RawRequest(method=method, query=query, body=body, content_type=content_type)
+        if head.expects_body():
+            parts: list[bytes] = []
+            try:
+                async for chunk in chunks():
+                    size += len(chunk)
+                    if size > self._max_bytes:  # Content-Length may lie or be absent
+                        raise _Outcome(413, _TOO_LARGE, "too_large")
+                    parts.append(chunk)
+            except ClientGone:
+                gone = _bad_request("bad_request", "client went away")
+                raise _Outcome(400, gone, "invalid") from None
+            body = b"".join(parts)
+        return RawRequest(
+            method=head.method, query=query, body=body, content_type=head.content_type
+        )
 
     def _encode(self, record: CallbackRecord) -> tuple[str, bytes | None, bytes, str, str]:
         cls = type(record)
@@ -309,30 +303,10 @@ class IngressApp:
         log.warning("dead-lettered", extra={"reason": reason, "event_id": letter.event_id})
         return 400, _bad_request(reason, detail), "invalid"
 
-    # ---- lifespan ---------------------------------------------------------------------------
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                try:
-                    await self.startup()
-                except Exception as exc:
-                    await send(
-                        {
-                            "type": "lifespan.startup.failed",
-                            "message": type(exc).__name__ + ": " + str(exc),
-                        }
-                    )
-                    return
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self.shutdown()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+    # ---- life cycle -------------------------------------------------------------------------
 
     async def startup(self) -> None:
-        """Open the spool, start the owned publisher and the forwarder; ASGI lifespan.
+        """Open the spool, start the owned publisher and the forwarder (before serving).
 
         With a spool the ingress starts even while the broker is unreachable (it spools and
         connects in the background); without one an unreachable broker fails the start.
@@ -380,27 +354,6 @@ class IngressApp:
 
 def _bad_request(reason: str, detail: str) -> bytes:
     return orjson.dumps({"error": reason, "detail": detail})
-
-
-async def _respond(
-    send: Send,
-    status: int,
-    body: bytes,
-    content_type: bytes = _JSON,
-    headers: Iterable[tuple[bytes, bytes]] = (),
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
 
 
 def create_app(

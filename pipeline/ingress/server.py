@@ -1,7 +1,8 @@
-"""Serve an ASGI app by import target with granian (Rust HTTP I/O threads, uvloop, HTTP/1.1).
+"""Serve the ingress by import target with granian (Rust HTTP I/O threads, uvloop, HTTP/1.1).
 
-Granian imports the app in a worker process, so the app opens its Kafka producer in the ASGI
-lifespan. Measured on the 2-core box (README, DESIGN.md): granian + bare ASGI is ~1.7x uvicorn.
+Granian imports the app in a worker process, so the app opens its Kafka producer there (RSGI's
+init hook, or ASGI's lifespan). Measured on the 2-core box (README): granian + bare ASGI is
+~1.7x uvicorn; RSGI spares the per-request scope and message dicts of ASGI.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def serve(
     factory: bool = False,
     runtime_threads: int = DEFAULT_RUNTIME_THREADS,
     drain_seconds: int = 15,
+    interface: str = "rsgi",
 ) -> None:
     """Run `target` ("module:attr") until SIGINT/SIGTERM; blocks.
 
@@ -34,7 +36,7 @@ def serve(
         target,
         address=host,
         port=port,
-        interface=Interfaces.ASGI,
+        interface=Interfaces.RSGI if interface == "rsgi" else Interfaces.ASGI,
         workers=1,
         runtime_threads=runtime_threads,
         loop=Loops.uvloop,
