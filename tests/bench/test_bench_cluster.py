@@ -15,7 +15,7 @@ from pipeline.devtools.bench.broker import KAFKA_CLIENT_VARIABLES, BenchCluster,
 from pipeline.errors import ConfigError
 from pipeline.kafka.config import KafkaClientConfig
 
-SECRET = "s3cret-not-in-output"  # noqa: S105 - a test password
+SECRET = "s3cret-not-in-output"
 
 
 def _secured(ca: Path) -> dict[str, str]:

@@ -67,7 +67,9 @@ def _preload(cluster: BenchCluster, topic: str, n: int) -> None:
     options = cluster.client.kafka_python()
     admin = KafkaAdminClient(**options, client_id="bench-sink")
     try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, factor, topic_configs(spec, factor))])
+        admin.create_topics(
+            [NewTopic(topic, PARTITIONS, factor, topic_configs=topic_configs(spec, factor))]
+        )
     finally:
         admin.close()
     codec = AvroCodec(SchemaStore.load())
