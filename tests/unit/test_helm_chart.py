@@ -310,3 +310,23 @@ def test_settings_the_pipeline_would_refuse_fail_the_render(
     assert done.returncode != 0
     assert message in done.stderr, done.stderr
     assert "kafka-pw-Zq81" not in done.stderr
+
+
+def test_a_new_username_or_password_rolls_every_long_running_pod(tmp_path: Path) -> None:
+    def annotations(*sets: str) -> dict[tuple[str, str], dict[str, str]]:
+        docs = _secured(tmp_path, *sets)
+        return {
+            key: docs[key]["spec"]["template"]["metadata"]["annotations"]
+            for key in WORKLOADS
+            if key[0] != "Job"
+        }
+
+    before = annotations()
+    user = annotations("kafka.sasl.username=ardary-pipeline-2")
+    password = annotations("secrets.KAFKA_SASL_PASSWORD=kafka-pw-new")
+    for key, seen in before.items():
+        assert user[key]["checksum/config"] != seen["checksum/config"], key
+        assert password[key]["checksum/secret"] != seen["checksum/secret"], key
+        assert password[key]["checksum/config"] == seen["checksum/config"], key
+    # the annotation is a digest: the password itself is not in it
+    assert "kafka-pw-new" not in yaml.safe_dump(password)

@@ -105,3 +105,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
   readOnly: true
 {{- end }}
 {{- end -}}
+
+{{/* Pod annotations: a changed ConfigMap (or generated Secret) rolls the pods, so a new
+     username or password reaches every process with `helm upgrade`. An existing Secret
+     (secretName) is not rendered here: roll the pods yourself after changing it. */}}
+{{- define "ardary.podAnnotations" -}}
+checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- if not .Values.secretName }}
+checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- end -}}
