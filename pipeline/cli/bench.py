@@ -4,13 +4,53 @@ Each benchmark measures a bare baseline in the same run (hello-world server, bar
 bare consume loop), so the ratio says what our code costs, whatever the machine. The work is
 done by the run functions of `pipeline.devtools.bench`; this module only reads the flags, and
 imports a benchmark's module when that benchmark runs.
+
+Every benchmark runs on the cluster of KAFKA_BOOTSTRAP_SERVERS (with the other KAFKA_* security
+settings), else on a local cluster it starts: `--nodes 3 --security sasl_ssl` makes that a
+three-broker SASL_SSL one, so plaintext and secured figures come from the same command.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
 import click
 
+if TYPE_CHECKING:
+    from pipeline.devtools.localkafka import Security
+
 __all__ = ["bench"]
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def _cluster_options(command: F) -> F:
+    """`--nodes` and `--security`: the local cluster the benchmark starts."""
+    command = click.option(
+        "--security",
+        type=click.Choice(["plaintext", "sasl_ssl"]),
+        default=None,
+        help="Local cluster's listeners: sasl_ssl = TLS with a generated CA and SCRAM-SHA-512 "
+        "[default: plaintext]. Not with KAFKA_BOOTSTRAP_SERVERS.",
+    )(command)
+    return click.option(
+        "--nodes",
+        type=click.Choice(["1", "3"]),
+        default=None,
+        help="Start a local cluster of this many nodes (3: replication factor 3, "
+        "min.insync.replicas=2) [default: 1]. Not with KAFKA_BOOTSTRAP_SERVERS.",
+    )(command)
+
+
+def _nodes(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def _security(value: str | None) -> Security | None:
+    if value is None:
+        return None
+    return "sasl_ssl" if value == "sasl_ssl" else "plaintext"
 
 
 class _Listed(click.Group):
@@ -39,6 +79,7 @@ def bench() -> None:
               show_default=True, help="HTTP server of the ingress and hello runs.")  # fmt: skip
 @click.option("--threads", type=click.IntRange(1, 8), default=2, show_default=True,
               help="granian runtime threads.")  # fmt: skip
+@_cluster_options
 def ingress(
     seconds: float,
     connections: int,
@@ -48,6 +89,8 @@ def ingress(
     producer_records: int,
     server: str,
     threads: int,
+    nodes: str | None,
+    security: str | None,
 ) -> None:
     """Callbacks/s over real HTTP into Kafka, vs a hello server and a bare producer."""
     from pipeline.devtools.bench.ingress import run_ingress_bench
@@ -61,6 +104,8 @@ def ingress(
         producer_records=producer_records,
         server=server,
         threads=threads,
+        nodes=_nodes(nodes),
+        security=_security(security),
         echo=click.echo,
     )
 
@@ -75,11 +120,21 @@ def ingress(
     type=int,
     help="Messages of each unlimited-throughput run.",
 )
-def outbound(seconds: float, rate: float, messages: int) -> None:
+@_cluster_options
+def outbound(
+    seconds: float, rate: float, messages: int, nodes: str | None, security: str | None
+) -> None:
     """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput."""
     from pipeline.devtools.bench.outbound import run_outbound_bench
 
-    run_outbound_bench(seconds=seconds, rate=rate, messages=messages, echo=click.echo)
+    run_outbound_bench(
+        seconds=seconds,
+        rate=rate,
+        messages=messages,
+        nodes=_nodes(nodes),
+        security=_security(security),
+        echo=click.echo,
+    )
 
 
 @bench.command("correlate", short_help="Events/s, latency.")
@@ -89,8 +144,16 @@ def outbound(seconds: float, rate: float, messages: int) -> None:
 @click.option("--rate", default=500.0, show_default=True, help="Callbacks/s for the latency run.")
 @click.option("--seconds", default=10.0, show_default=True, help="Latency run length.")
 @click.option("--store", default="rocksdb://", show_default=True)
+@_cluster_options
 def correlate(
-    n_events: int, partitions: int, live: int, rate: float, seconds: float, store: str
+    n_events: int,
+    partitions: int,
+    live: int,
+    rate: float,
+    seconds: float,
+    store: str,
+    nodes: str | None,
+    security: str | None,
 ) -> None:
     """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
     from pipeline.devtools.bench.correlate import run_correlate_bench
@@ -102,6 +165,8 @@ def correlate(
         rate=rate,
         seconds=seconds,
         store=store,
+        nodes=_nodes(nodes),
+        security=_security(security),
         echo=click.echo,
     )
 
@@ -109,7 +174,8 @@ def correlate(
 @bench.command("sink", short_help="Rows/s into DuckDB/PostgreSQL.")
 @click.option("-n", "--records", "n", default=200_000, show_default=True, type=int)
 @click.option("--pg-dsn", default=None, help="PostgreSQL DSN (default: a temporary server).")
-def sink(n: int, pg_dsn: str | None) -> None:
+@_cluster_options
+def sink(n: int, pg_dsn: str | None, nodes: str | None, security: str | None) -> None:
     """Lifecycle rows/s into DuckDB and PostgreSQL, against the bare consume loop."""
     from pipeline.devtools.bench.broker import bench_broker
     from pipeline.devtools.bench.sink import bench_postgres, run_sink_bench
@@ -117,5 +183,8 @@ def sink(n: int, pg_dsn: str | None) -> None:
     def warn(line: str) -> None:
         click.echo(line, err=True)
 
-    with bench_broker() as bootstrap, bench_postgres(pg_dsn, warn=warn) as dsn:
-        run_sink_bench(bootstrap, n=n, pg_dsn=dsn, echo=click.echo)
+    with (
+        bench_broker(_nodes(nodes), _security(security)) as cluster,
+        bench_postgres(pg_dsn, warn=warn) as dsn,
+    ):
+        run_sink_bench(cluster, n=n, pg_dsn=dsn, echo=click.echo)

@@ -25,21 +25,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 from uuid import uuid4
 
 from pipeline import records
-from pipeline.devtools.bench.broker import bench_broker
+from pipeline.devtools.bench.broker import BenchCluster, bench_broker
 from pipeline.devtools.waiting import wait_until
 from pipeline.errors import PipelineError
-from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.admin import ensure_topics, replication_for
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.readers import topic_partitions
 from pipeline.kafka.worker import READY_LINE
 from pipeline.procutil import free_port
 from pipeline.serde import make_codec
-from pipeline.settings import load_settings
 from pipeline.topics import record_key, topic_for_record
+
+if TYPE_CHECKING:
+    from pipeline.devtools.localkafka import Security
 
 __all__ = ["mixed_events", "percentile", "run_correlate_bench"]
 
@@ -69,11 +72,11 @@ def mixed_events(n_events: int, base: datetime) -> list[records.Record]:
     return out[:n_events]
 
 
-async def _produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes]]) -> None:
+async def _produce(client: KafkaClientConfig, items: list[tuple[str, bytes | None, bytes]]) -> None:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024, acks=1
+        **client.aiokafka(), linger_ms=20, max_batch_size=512 * 1024, acks=1
     )
     await producer.start()
     try:
@@ -85,15 +88,17 @@ async def _produce(bootstrap: str, items: list[tuple[str, bytes | None, bytes]])
         await producer.stop()
 
 
-async def _bare_loop(bootstrap: str, topics: list[str], out_topic: str, total: int) -> float:
+async def _bare_loop(
+    client: KafkaClientConfig, topics: list[str], out_topic: str, total: int
+) -> float:
     """getmany → decode → encode → produce until `total` records passed; returns events/s."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
     codec = make_codec(None)
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
+        **client.aiokafka(), enable_auto_commit=False, max_partition_fetch_bytes=4 << 20
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 << 10)
+    producer = AIOKafkaProducer(**client.aiokafka(), linger_ms=20, max_batch_size=512 << 10)
     await consumer.start()
     await producer.start()
     try:
@@ -116,12 +121,12 @@ async def _bare_loop(bootstrap: str, topics: list[str], out_topic: str, total: i
         await producer.stop()
 
 
-def _create_topic(bootstrap: str, name: str, partitions: int) -> None:
+def _create_topic(cluster: BenchCluster, name: str, partitions: int) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","))
+    admin = KafkaAdminClient(**cluster.client.kafka_python())
     try:
-        admin.create_topics([NewTopic(name, partitions, -1)])
+        admin.create_topics([NewTopic(name, partitions, replication_for(cluster.brokers))])
     finally:
         admin.close()
 
@@ -160,7 +165,7 @@ def _drain_rate(port: int, target: float, timeout: float) -> float:
 
 
 async def _latency(
-    bootstrap: str, prefix: str, rate: float, seconds: float, base: datetime
+    cluster: BenchCluster, prefix: str, rate: float, seconds: float, base: datetime
 ) -> list[float]:
     """ms from each callback's HTTP 200 to its lifecycle record on the topic."""
     import httpx
@@ -168,11 +173,11 @@ async def _latency(
 
     from pipeline.devtools.ingress_runner import run_ingress
 
-    settings = load_settings(kafka_bootstrap_servers=bootstrap, pipeline_topic_prefix=prefix)
+    settings = cluster.settings(pipeline_topic_prefix=prefix)
     codec = make_codec(None)
     acked: dict[str, float] = {}
     seen: dict[str, float] = {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**cluster.client.aiokafka(), enable_auto_commit=False)
     await consumer.start()
     topic = f"{prefix}sms.lifecycle"
     consumer.assign([TopicPartition(topic, p) for p in await topic_partitions(consumer, topic)])
@@ -252,15 +257,18 @@ def run_correlate_bench(
     rate: float,
     seconds: float,
     store: str,
+    nodes: int | None = None,
+    security: Security | None = None,
     echo: Callable[[str], Any] = print,
 ) -> None:
     """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
-    with bench_broker() as bootstrap:
-        _bench(bootstrap, n_events, partitions, live, rate, seconds, store, echo)
+    with bench_broker(nodes, security) as cluster:
+        echo(f"cluster: {cluster.describe()}")
+        _bench(cluster, n_events, partitions, live, rate, seconds, store, echo)
 
 
 def _bench(
-    bootstrap: str,
+    cluster: BenchCluster,
     n_events: int,
     partitions: int,
     live: int,
@@ -270,7 +278,8 @@ def _bench(
     echo: Callable[[str], Any],
 ) -> None:
     prefix = f"bench{uuid4().hex[:6]}."
-    ensure_topics(bootstrap, prefix, partitions)
+    client = cluster.client
+    ensure_topics(client, prefix, partitions)
     codec = make_codec(None)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     events = mixed_events(n_events, base)
@@ -278,21 +287,16 @@ def _bench(
         (topic_for_record(type(e)).full_name(prefix), record_key(e), codec.encode(e))
         for e in events
     ]
-    asyncio.run(_produce(bootstrap, items))
+    asyncio.run(_produce(client, items))
     echo(f"preloaded {len(items)} events on {partitions} partitions ({prefix})")
 
     topics = [f"{prefix}{name}" for name in SOURCES]
-    _create_topic(bootstrap, f"{prefix}bench-bare-out", partitions)
-    bare = asyncio.run(_bare_loop(bootstrap, topics, f"{prefix}bench-bare-out", len(items)))
+    _create_topic(cluster, f"{prefix}bench-bare-out", partitions)
+    bare = asyncio.run(_bare_loop(client, topics, f"{prefix}bench-bare-out", len(items)))
     echo(f"bare getmany→decode→encode→produce: {bare:,.0f} events/s")
 
     port = free_port()
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "PIPELINE_TOPIC_PREFIX": prefix,
-        "PIPELINE_PARTITIONS": str(partitions),
-    }
+    env = cluster.subprocess_env(PIPELINE_TOPIC_PREFIX=prefix, PIPELINE_PARTITIONS=str(partitions))
     with tempfile.TemporaryDirectory(prefix="bench-correlate-") as tmp:
         log_path = Path(tmp) / "worker.log"
         with log_path.open("wb") as log:
@@ -310,7 +314,7 @@ def _bench(
             rate_worker = _drain_rate(port, len(items), 600)
             echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
 
-            lat = asyncio.run(_latency(bootstrap, prefix, rate, seconds, base))
+            lat = asyncio.run(_latency(cluster, prefix, rate, seconds, base))
             echo(
                 f"latency ingress 200 → sms.lifecycle at {rate:.0f}/s: n={len(lat)} "
                 f"p50={percentile(lat, 0.5):.1f} ms p99={percentile(lat, 0.99):.1f} ms"
@@ -323,7 +327,7 @@ def _bench(
                 ]
                 asyncio.run(
                     _produce(
-                        bootstrap,
+                        client,
                         [
                             (f"{prefix}sms.send-requests", record_key(e), codec.encode(e))
                             for e in extra

@@ -1,6 +1,7 @@
 """`ardary-pipeline bench ingress`: callbacks/s over real HTTP into the real broker, and baselines.
 
-Runs, against one broker (KAFKA_BOOTSTRAP_SERVERS, else a LocalKafka started here):
+Runs, against the configured cluster (KAFKA_*, else a LocalKafka started here, of `nodes`
+nodes with `security`), every client with the cluster's TLS/SASL settings:
 1. the ingress (`ardary-pipeline ingress`, granian) loaded by `wrk` (a compiled load generator
    in its own process) with >= 64 connections cycling through pre-generated callback URLs of
    both dialects and realistic sizes → callbacks/s, p50/p99, ingress RSS (process tree);
@@ -22,25 +23,29 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.devtools.bench.broker import bench_broker
 from pipeline.devtools.bench.openloop import fixed_rate
 from pipeline.devtools.bench.servers import RssSampler, hello_argv, ingress_argv, running_server
 from pipeline.devtools.bench.workload import TOKEN, encoded_records, generate_paths
 from pipeline.devtools.bench.wrk import run_wrk, write_cycle_script
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.procutil import free_port
+
+if TYPE_CHECKING:
+    from pipeline.devtools.localkafka import Security
 
 __all__ = ["run_ingress_bench"]
 
 
 async def _produce(
-    bootstrap: str, records: list[tuple[str, bytes | None, bytes]], total: int
+    client: KafkaClientConfig, records: list[tuple[str, bytes | None, bytes]], total: int
 ) -> float:
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap.split(","),
+        **client.aiokafka(),
         acks="all",
         enable_idempotence=True,
         linger_ms=2,  # aiokafka's send() path at its best here (0 ms measured no faster)
@@ -75,6 +80,8 @@ def run_ingress_bench(
     producer_records: int,
     server: str,
     threads: int,
+    nodes: int | None = None,
+    security: Security | None = None,
     echo: Callable[[str], Any] = print,
 ) -> None:
     """Callbacks/s over real HTTP into Kafka, vs a hello server and a bare producer."""
@@ -91,16 +98,15 @@ def run_ingress_bench(
         f"URL bytes p50 {sizes[len(sizes) // 2]} max {sizes[-1]}; "
         f"{os.cpu_count()} CPUs, load average {load[0]:.1f} (others share this machine)"
     )
-    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp, bench_broker() as bootstrap:
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp,
+        bench_broker(nodes, security) as cluster,
+    ):
+        echo(f"cluster: {cluster.describe()}")
         prefix = f"bench{uuid.uuid4().hex[:6]}."
-        ensure_topics(bootstrap, prefix, 6)
+        ensure_topics(cluster.client, prefix, 6)
         script = write_cycle_script(Path(tmp), paths)
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-            "PIPELINE_TOPIC_PREFIX": prefix,
-            "PIPELINE_CALLBACK_TOKEN": TOKEN,
-        }
+        env = cluster.subprocess_env(PIPELINE_TOPIC_PREFIX=prefix, PIPELINE_CALLBACK_TOKEN=TOKEN)
         env.pop("SCHEMA_REGISTRY_URL", None)
 
         port = free_port()
@@ -116,7 +122,7 @@ def run_ingress_bench(
             run_wrk(hello_base, script, connections, wrk_threads, 2)
             hello = run_wrk(hello_base, script, connections, wrk_threads, seconds)
         records = encoded_records(paths, prefix)
-        producer_rate = asyncio.run(_produce(bootstrap, records, producer_records))
+        producer_rate = asyncio.run(_produce(cluster.client, records, producer_records))
 
     ok = ingress.requests - ingress.non_2xx
     callbacks_per_s = ingress.requests_per_s * ok / max(1, ingress.requests)

@@ -1,7 +1,8 @@
 """`ardary-pipeline bench outbound`: the outbound agent's rate accuracy, peak and raw throughput.
 
-Real pieces only: the configured (or a local) Kafka broker, the simulator and worker
-subprocesses over real HTTP. Figures come from the simulator's ledger (its acceptance times),
+Real pieces only: the configured (or a local, `--nodes`/`--security`) Kafka cluster, the
+simulator and worker subprocesses over real HTTP; every client gets the cluster's TLS/SASL
+settings. Figures come from the simulator's ledger (its acceptance times),
 not from the workers' own counts.
 
 1. rate R with one worker, then with two: a backlog is published, the first 2 s are warm-up,
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -23,19 +23,23 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import httpx
 
-from pipeline.devtools.bench.broker import bench_broker
+from pipeline.devtools.bench.broker import BenchCluster, bench_broker
 from pipeline.devtools.waiting import wait_until
 from pipeline.errors import PipelineError
 from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import make_codec
 from pipeline.topics import record_key
+
+if TYPE_CHECKING:
+    from pipeline.devtools.localkafka import Security
 
 __all__ = ["peak_per_second", "rate_figures", "run_outbound_bench"]
 
@@ -110,7 +114,7 @@ class _Sim:
         self.proc.wait(10)
 
 
-def _group_stable(bootstrap: str, group: str, members: int) -> Callable[[], bool]:
+def _group_stable(client: KafkaClientConfig, group: str, members: int) -> Callable[[], bool]:
     """Whether the workers' consumer group settled with `members` members (shares divided)."""
 
     def check() -> bool:
@@ -118,7 +122,7 @@ def _group_stable(bootstrap: str, group: str, members: int) -> Callable[[], bool
             warnings.simplefilter("ignore", DeprecationWarning)
             from kafka.admin import KafkaAdminClient
 
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-outbound")
+        admin = KafkaAdminClient(**client.kafka_python(), client_id="bench-outbound")
         try:
             g = admin.describe_groups([group])[group]
         finally:
@@ -134,6 +138,7 @@ def _ready(log_path: Path, line: str) -> Callable[[], bool]:
 
 @contextlib.contextmanager
 def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
+    """`n` outbound workers with environment `env` (complete: the cluster's settings in it)."""
     from pipeline.kafka.worker import READY_LINE
 
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -156,7 +161,7 @@ def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
                         "--store",
                         "rocksdb://",
                     ],
-                    env={**os.environ, **env},
+                    env=env,
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
@@ -178,14 +183,14 @@ def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
                 proc.kill()
 
 
-def _publish(bootstrap: str, topic: str, count: int, tag: str) -> None:
+def _publish(client: KafkaClientConfig, topic: str, count: int, tag: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer
 
     codec = make_codec(None)
     producer = KafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=256 * 1024
+        **client.kafka_python(), acks="all", linger_ms=20, batch_size=256 * 1024
     )
     now = datetime.now(UTC)
     try:
@@ -197,41 +202,55 @@ def _publish(bootstrap: str, topic: str, count: int, tag: str) -> None:
         producer.close()
 
 
-def _env(bootstrap: str, prefix: str, sim: _Sim, rate: float) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-        "PIPELINE_TOPIC_PREFIX": prefix,
-        "PIPELINE_PARTITIONS": str(PARTITIONS),
-        "ARDARY_BASE_URL": f"{sim.url}/api",
-        "ARDARY_LOGIN": _LOGIN,
-        "ARDARY_ACCESS_KEY": _KEY,
-        "ARDARY_MODE": "prod",
-        "OUTBOUND_RATE_PER_SECOND": str(rate),
-        "OUTBOUND_MAX_BATCH": "100",
-    }
+def _env(cluster: BenchCluster, prefix: str, sim: _Sim, rate: float) -> dict[str, str]:
+    return cluster.subprocess_env(
+        PIPELINE_TOPIC_PREFIX=prefix,
+        PIPELINE_PARTITIONS=str(PARTITIONS),
+        ARDARY_BASE_URL=f"{sim.url}/api",
+        ARDARY_LOGIN=_LOGIN,
+        ARDARY_ACCESS_KEY=_KEY,
+        ARDARY_MODE="prod",
+        OUTBOUND_RATE_PER_SECOND=str(rate),
+        OUTBOUND_MAX_BATCH="100",
+    )
 
 
 def _run(
-    bootstrap: str, sim: _Sim, workdir: Path, workers: int, rate: float, count: int, timeout: float
+    cluster: BenchCluster,
+    sim: _Sim,
+    workdir: Path,
+    workers: int,
+    rate: float,
+    count: int,
+    timeout: float,
 ) -> list[float]:
     prefix = f"bench{uuid4().hex[:6]}."
-    ensure_topics(bootstrap, prefix, PARTITIONS)
+    client = cluster.client
+    ensure_topics(client, prefix, PARTITIONS)
     sim.reset()
-    with _workers(workers, _env(bootstrap, prefix, sim, rate), workdir):
-        wait_until(_group_stable(bootstrap, f"{prefix}workers", workers), 120, "a stable group")
-        _publish(bootstrap, f"{prefix}sms.send-requests", count, prefix)
+    with _workers(workers, _env(cluster, prefix, sim, rate), workdir):
+        wait_until(_group_stable(client, f"{prefix}workers", workers), 120, "a stable group")
+        _publish(client, f"{prefix}sms.send-requests", count, prefix)
         wait_until(lambda: sim.stats()["unique_ids"] >= count, timeout, "the simulator's ledger")
         stamps = [float(m["first_accepted_at"]) for m in sim.ledger()]
     return stamps
 
 
 def run_outbound_bench(
-    *, seconds: float, rate: float, messages: int, echo: Callable[[str], Any] = print
+    *,
+    seconds: float,
+    rate: float,
+    messages: int,
+    nodes: int | None = None,
+    security: Security | None = None,
+    echo: Callable[[str], Any] = print,
 ) -> None:
-    """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput."""
+    """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput, on the
+    configured cluster or a local one of `nodes` nodes with `security`."""
 
     with contextlib.ExitStack() as stack:
-        bootstrap = stack.enter_context(bench_broker())
+        cluster = stack.enter_context(bench_broker(nodes, security))
+        echo(f"cluster: {cluster.describe()}")
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-out-")))
         sim = _Sim(workdir)
         stack.callback(sim.stop)
@@ -240,7 +259,7 @@ def run_outbound_bench(
         for workers in (1, 2):
             backlog = int(rate * (seconds + WARMUP + 3))
             stamps = _run(
-                bootstrap,
+                cluster,
                 sim,
                 workdir,
                 workers,
@@ -261,7 +280,7 @@ def run_outbound_bench(
             ]
         for workers in (1, 2):
             stamps = _run(
-                bootstrap,
+                cluster,
                 sim,
                 workdir,
                 workers,

@@ -4,7 +4,10 @@ One run: N SmsLifecycle records are pre-loaded into a fresh topic; then, each fr
 topic with the same poll sizes, (1) the bare kafka-python consume-and-decode loop, (2) the sink
 into a fresh DuckDB file, (3) the sink into PostgreSQL (given, or a temporary server when the
 binaries are installed). Rates count from the first record polled to the end of the last
-flush, so group joins and start-up are left out of every figure alike.
+flush, so group joins and start-up are left out of every figure alike. Every client takes the
+cluster's TLS/SASL settings, and the topic gets the replication the pipeline's topics get
+(`min(3, brokers)` copies, `min.insync.replicas=2` from three), so a figure on a three-broker
+secured cluster includes what replication and encryption cost.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import records
+from pipeline.devtools.bench.broker import BenchCluster
+from pipeline.kafka.admin import replication_for, topic_configs
+from pipeline.kafka.config import KafkaClientConfig
 from pipeline.procutil import batch_gc
 from pipeline.serde import AvroCodec, SchemaStore
-from pipeline.settings import load_settings
 from pipeline.sinks.runner import POLL_RECORDS, consumer_config, run_sink
-from pipeline.topics import record_key
+from pipeline.topics import record_key, spec_for
 
 __all__ = ["bench_postgres", "run_sink_bench"]
 
@@ -53,19 +58,22 @@ def _records(n: int) -> Iterator[records.SmsLifecycle]:
         )
 
 
-def _preload(bootstrap: str, topic: str, n: int) -> None:
+def _preload(cluster: BenchCluster, topic: str, n: int) -> None:
     from kafka import KafkaProducer
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="bench-sink")
+    spec = spec_for(TOPIC)
+    factor = replication_for(cluster.brokers)
+    options = cluster.client.kafka_python()
+    admin = KafkaAdminClient(**options, client_id="bench-sink")
     try:
-        admin.create_topics([NewTopic(topic, PARTITIONS, -1)])
+        admin.create_topics(
+            [NewTopic(topic, PARTITIONS, factor, topic_configs=topic_configs(spec, factor))]
+        )
     finally:
         admin.close()
     codec = AvroCodec(SchemaStore.load())
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap.split(","), acks="all", linger_ms=20, batch_size=512 * 1024
-    )
+    producer = KafkaProducer(**options, acks="all", linger_ms=20, batch_size=512 * 1024)
     for record in _records(n):
         producer.send(topic, codec.encode(record), key=record_key(record))
     producer.flush(timeout=300)
@@ -86,12 +94,12 @@ def _drain(consumer: Any, codec: AvroCodec, n: int, deadline: float) -> tuple[in
     return seen, first
 
 
-def _consume_baseline(bootstrap: str, topic: str, n: int, timeout: float = 300) -> float:
+def _consume_baseline(client: KafkaClientConfig, topic: str, n: int, timeout: float = 300) -> float:
     """Seconds the bare consume-and-decode loop takes for n records (first poll to last)."""
     from kafka import KafkaConsumer, TopicPartition
 
     codec = AvroCodec(SchemaStore.load())
-    consumer = KafkaConsumer(**consumer_config(bootstrap, None))
+    consumer = KafkaConsumer(**consumer_config(client, None))
     try:
         parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(parts)
@@ -106,9 +114,8 @@ def _consume_baseline(bootstrap: str, topic: str, n: int, timeout: float = 300) 
         consumer.close()
 
 
-def _sink_seconds(bootstrap: str, prefix: str, url: str, n: int) -> float:
-    settings = load_settings(
-        kafka_bootstrap_servers=bootstrap,
+def _sink_seconds(cluster: BenchCluster, prefix: str, url: str, n: int) -> float:
+    settings = cluster.settings(
         pipeline_topic_prefix=prefix,
         warehouse_url=url,
         warehouse_pii="raw",
@@ -127,7 +134,7 @@ def _sink_seconds(bootstrap: str, prefix: str, url: str, n: int) -> float:
 
 
 def run_sink_bench(
-    bootstrap: str,
+    cluster: BenchCluster,
     n: int = 200_000,
     pg_dsn: str | None = None,
     *,
@@ -136,18 +143,19 @@ def run_sink_bench(
     """Run the benchmark, print its figures and RATIO lines; return the figures."""
     prefix = f"bench{uuid.uuid4().hex[:8]}."
     topic = prefix + TOPIC
+    echo(f"cluster: {cluster.describe()}")
     started = time.monotonic()
-    _preload(bootstrap, topic, n)
+    _preload(cluster, topic, n)
     echo(f"preloaded {n} lifecycle records into {topic} in {time.monotonic() - started:.1f}s")
     out: dict[str, float] = {}
-    out["consume_rows_per_s"] = n / _consume_baseline(bootstrap, topic, n)
+    out["consume_rows_per_s"] = n / _consume_baseline(cluster.client, topic, n)
     echo(f"bare consume+decode : {out['consume_rows_per_s']:>10,.0f} records/s")
     with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
         url = f"duckdb:///{Path(tmp) / 'bench.duckdb'}"
-        out["duckdb_rows_per_s"] = n / _sink_seconds(bootstrap, prefix, url, n)
+        out["duckdb_rows_per_s"] = n / _sink_seconds(cluster, prefix, url, n)
     echo(f"sink -> DuckDB      : {out['duckdb_rows_per_s']:>10,.0f} rows/s")
     if pg_dsn:
-        out["postgres_rows_per_s"] = n / _sink_seconds(bootstrap, prefix, pg_dsn, n)
+        out["postgres_rows_per_s"] = n / _sink_seconds(cluster, prefix, pg_dsn, n)
         echo(f"sink -> PostgreSQL  : {out['postgres_rows_per_s']:>10,.0f} rows/s")
     out["sink_duckdb_vs_consume"] = out["duckdb_rows_per_s"] / out["consume_rows_per_s"]
     echo(f"RATIO sink_duckdb_vs_consume={out['sink_duckdb_vs_consume']:.2f}")
