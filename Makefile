@@ -14,7 +14,7 @@ help: ## list the targets
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev,test]"
+	$(BIN)/pip install -q -e ".[dev,test,bench]"
 	@touch $@
 
 system: ## install the Debian packages the tests use (PostgreSQL, wrk, Chromium), if missing

@@ -27,6 +27,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
@@ -248,10 +249,18 @@ class LocalKafka:
 
     def start_node(self, node_id: int, timeout: float = 90) -> None:
         """(Re)start one node on its data; wait until the cluster lists every broker again."""
+        self.start_nodes([node_id], timeout)
+
+    def start_nodes(self, node_ids: Iterable[int] | None = None, timeout: float = 90) -> None:
+        """(Re)start several nodes (default: all) at once, then wait for the whole cluster: a
+        cluster whose nodes were all stopped needs its controller quorum back together."""
+        ids = list(node_ids) if node_ids is not None else list(range(1, self.nodes + 1))
         with self._lock:
             deadline = time.monotonic() + timeout
-            self.stop_node(node_id)
-            self._spawn(node_id, deadline)
+            for node_id in ids:
+                self.stop_node(node_id)
+            for node_id in ids:
+                self._spawn(node_id, deadline)
             self._wait_ready(deadline, timeout)
 
     def __enter__(self) -> Self:

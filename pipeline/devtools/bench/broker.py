@@ -19,7 +19,7 @@ from pipeline.kafka.config import KafkaClientConfig
 from pipeline.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from pipeline.devtools.localkafka import Security
+    from pipeline.devtools.localkafka import LocalKafka, Security
 
 __all__ = ["KAFKA_CLIENT_VARIABLES", "BenchCluster", "bench_broker"]
 
@@ -44,6 +44,7 @@ class BenchCluster:
     env: Mapping[str, str] = field(repr=False)  # KAFKA_* of `client`, the password included
     brokers: int
     local: bool
+    kafka: LocalKafka | None = field(default=None, repr=False)  # the local cluster, if started
 
     @property
     def bootstrap(self) -> str:
@@ -105,4 +106,6 @@ def bench_broker(
 
     with LocalKafka(nodes=nodes or 1, security=security or "plaintext") as kafka:
         env = kafka.client_settings()
-        yield BenchCluster(KafkaClientConfig.from_env(env), env, kafka.nodes, local=True)
+        yield BenchCluster(
+            KafkaClientConfig.from_env(env), env, kafka.nodes, local=True, kafka=kafka
+        )

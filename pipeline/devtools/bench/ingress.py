@@ -27,9 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.devtools.bench.broker import bench_broker
 from pipeline.devtools.bench.openloop import fixed_rate
-from pipeline.devtools.bench.servers import RssSampler, hello_argv, ingress_argv, running_server
+from pipeline.devtools.bench.servers import (
+    RssSampler,
+    hello_argv,
+    ingress_argv,
+    naive_argv,
+    running_server,
+    tree_cpu_seconds,
+)
+from pipeline.devtools.bench.spoolrun import spool_run
 from pipeline.devtools.bench.workload import TOKEN, encoded_records, generate_paths
-from pipeline.devtools.bench.wrk import run_wrk, write_cycle_script
+from pipeline.devtools.bench.wrk import WrkResult, run_wrk, write_cycle_script
 from pipeline.kafka.config import KafkaClientConfig
 from pipeline.procutil import free_port
 
@@ -70,6 +78,26 @@ async def _produce(
         await producer.stop()
 
 
+def _loaded(pid: int, load: Callable[[], WrkResult]) -> tuple[WrkResult, float]:
+    """A wrk run, and the server's CPU µs per request during it (process tree, all threads)."""
+    before = tree_cpu_seconds(pid)
+    result = load()
+    spent = tree_cpu_seconds(pid) - before
+    return result, spent / max(1, result.requests) * 1e6
+
+
+def _create_topic(client: KafkaClientConfig, name: str, brokers: int) -> None:
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from pipeline.kafka.admin import replication_for
+
+    admin = KafkaAdminClient(**client.kafka_python())
+    try:
+        admin.create_topics([NewTopic(name, 6, replication_for(brokers))])
+    finally:
+        admin.close()
+
+
 def run_ingress_bench(
     *,
     seconds: float,
@@ -84,7 +112,7 @@ def run_ingress_bench(
     security: Security | None = None,
     echo: Callable[[str], Any] = print,
 ) -> None:
-    """Callbacks/s over real HTTP into Kafka, vs a hello server and a bare producer."""
+    """Callbacks/s over real HTTP into Kafka, vs the naive peer, the floor and a bare producer."""
     if shutil.which("wrk") is None:
         echo("bench ingress: skipped: `wrk` is not installed (apt-get install wrk)")
         return
@@ -105,32 +133,53 @@ def run_ingress_bench(
         echo(f"cluster: {cluster.describe()}")
         prefix = f"bench{uuid.uuid4().hex[:6]}."
         ensure_topics(cluster.client, prefix, 6)
+        naive_topic = f"{prefix}naive.callbacks"
+        _create_topic(cluster.client, naive_topic, cluster.brokers)
         script = write_cycle_script(Path(tmp), paths)
-        env = cluster.subprocess_env(PIPELINE_TOPIC_PREFIX=prefix, PIPELINE_CALLBACK_TOKEN=TOKEN)
+        env = cluster.subprocess_env(
+            PIPELINE_TOPIC_PREFIX=prefix,
+            PIPELINE_CALLBACK_TOKEN=TOKEN,
+            INGRESS_SPOOL_DIR=str(Path(tmp) / "spool"),
+            NAIVE_TOPIC=naive_topic,
+        )
         env.pop("SCHEMA_REGISTRY_URL", None)
+
+        def wrk_on(base: str) -> Callable[[], WrkResult]:
+            return lambda: run_wrk(base, script, connections, wrk_threads, seconds)
 
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with running_server(ingress_argv(port, server, threads), env, f"{base}/readyz") as pid:
             run_wrk(base, script, connections, wrk_threads, 2)  # warm-up
             with RssSampler(pid) as rss:
-                ingress = run_wrk(base, script, connections, wrk_threads, seconds)
+                ingress, ingress_cpu = _loaded(pid, wrk_on(base))
             fixed = fixed_rate(port, paths, rate, seconds)
+        naive_port = free_port()
+        naive_base = f"http://127.0.0.1:{naive_port}"
+        with running_server(naive_argv(naive_port), env, f"{naive_base}/healthz") as pid:
+            run_wrk(naive_base, script, connections, wrk_threads, 2)
+            naive, naive_cpu = _loaded(pid, wrk_on(naive_base))
         hello_port = free_port()
         hello_base = f"http://127.0.0.1:{hello_port}"
-        with running_server(hello_argv(hello_port, server, threads), env, f"{hello_base}/x"):
+        with running_server(hello_argv(hello_port, server, threads), env, f"{hello_base}/x") as pid:
             run_wrk(hello_base, script, connections, wrk_threads, 2)
-            hello = run_wrk(hello_base, script, connections, wrk_threads, seconds)
+            hello, hello_cpu = _loaded(pid, wrk_on(hello_base))
         records = encoded_records(paths, prefix)
         producer_rate = asyncio.run(_produce(cluster.client, records, producer_records))
+        outage = None
+        if cluster.kafka is not None:
+            spool_env = {**env, "INGRESS_SPOOL_DIR": str(Path(tmp) / "spool-outage")}
+            outage_port = free_port()
+            outage_argv = ingress_argv(outage_port, server, threads)
+            outage = spool_run(cluster.kafka, outage_port, outage_argv, spool_env, paths, rate)
 
-    ok = ingress.requests - ingress.non_2xx
-    callbacks_per_s = ingress.requests_per_s * ok / max(1, ingress.requests)
+    callbacks_per_s = _ok_per_s(ingress)
+    naive_per_s = _ok_per_s(naive)
     echo(
-        f"ingress ({server}, {connections} connections, {seconds:g} s): "
+        f"ingress ({server}, spool on, {connections} connections, {seconds:g} s): "
         f"{callbacks_per_s:,.0f} callbacks/s, p50 {ingress.p50_ms:.1f} ms, "
         f"p99 {ingress.p99_ms:.1f} ms, non-2xx {ingress.non_2xx}, "
-        f"socket errors {ingress.socket_errors}"
+        f"socket errors {ingress.socket_errors}, CPU {ingress_cpu:.0f} µs/callback"
     )
     echo(f"ingress RSS (peak, process tree): {rss.peak / 2**20:.0f} MB")
     echo(
@@ -139,12 +188,31 @@ def run_ingress_bench(
         f"statuses {fixed['statuses']}"
     )
     echo(
+        f"naive peer (FastAPI + uvicorn, aiokafka send_and_wait acks=all, same URLs): "
+        f"{naive_per_s:,.0f} callbacks/s, p99 {naive.p99_ms:.1f} ms, non-2xx {naive.non_2xx}, "
+        f"CPU {naive_cpu:.0f} µs/callback"
+    )
+    echo(
         f"hello ({server}, constant 200, same URLs): {hello.requests_per_s:,.0f} req/s, "
-        f"p99 {hello.p99_ms:.1f} ms"
+        f"p99 {hello.p99_ms:.1f} ms, CPU {hello_cpu:.0f} µs/request"
     )
     echo(
         f"producer (aiokafka acks=all idempotent linger 2 ms, no HTTP): "
         f"{producer_rate:,.0f} records/s"
     )
+    if outage is not None:
+        for line in outage.lines():
+            echo(line)
+    echo(f"RATIO ingress_vs_naive={callbacks_per_s / max(1.0, naive_per_s):.2f}")
     echo(f"RATIO ingress_vs_producer={callbacks_per_s / producer_rate:.2f}")
     echo(f"RATIO ingress_vs_hello={callbacks_per_s / hello.requests_per_s:.2f}")
+    echo(f"RATIO ingress_cpu_us_per_callback={ingress_cpu:.0f}")
+    echo(f"RATIO ingress_p99_ms_at_{rate}={fixed['p99_ms']:.1f}")
+    if outage is not None:
+        echo(f"RATIO spool_drain_seconds={outage.drain_seconds:.1f}")
+
+
+def _ok_per_s(result: WrkResult) -> float:
+    """Requests/s that were answered 2xx."""
+    ok = result.requests - result.non_2xx
+    return result.requests_per_s * ok / max(1, result.requests)

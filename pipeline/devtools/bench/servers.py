@@ -20,10 +20,15 @@ __all__ = [
     "RssSampler",
     "hello_app",
     "hello_argv",
+    "hello_rsgi",
     "ingress_argv",
+    "naive_argv",
     "running_server",
+    "tree_cpu_seconds",
     "tree_rss_bytes",
 ]
+
+_HELLO_BODY = b'{"accepted":[]}'
 
 
 async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -38,7 +43,7 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         return
-    body = b'{"accepted":[]}'
+    body = _HELLO_BODY
     await send(
         {
             "type": "http.response.start",
@@ -49,20 +54,52 @@ async def hello_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """RSS of a process and its descendants (granian serves from a child process)."""
-    total = 0
+class _HelloRsgi:
+    """Bare RSGI app answering a constant 200: the floor of the ingress's own server stack."""
+
+    async def __rsgi__(self, scope: Any, protocol: Any) -> None:
+        protocol.response_bytes(
+            200,
+            [("content-type", "application/json"), ("content-length", str(len(_HELLO_BODY)))],
+            _HELLO_BODY,
+        )
+
+
+hello_rsgi = _HelloRsgi()
+
+
+def _tree(pid: int) -> list[int]:
+    """A process and its descendants (granian serves from a child process)."""
+    found: list[int] = []
     stack = [pid]
     while stack:
         current = stack.pop()
+        found.append(current)
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                stack.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """RSS of a process and its descendants."""
+    total = 0
+    for current in _tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{current}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1]) * 1024
-            for task in Path(f"/proc/{current}/task").iterdir():
-                children = (task / "children").read_text().split()
-                stack.extend(int(c) for c in children)
     return total
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its descendants, all threads (/proc stat)."""
+    ticks = 0
+    for current in _tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class RssSampler:
@@ -140,10 +177,10 @@ def ingress_argv(port: int, server: str, threads: int) -> list[str]:
 
 
 def hello_argv(port: int, server: str, threads: int) -> list[str]:
-    if server == "granian":
+    if server == "granian":  # the ingress's own stack: granian, RSGI
         code = (
             "from pipeline.ingress.server import serve; "
-            f"serve('pipeline.devtools.bench.servers:hello_app', '127.0.0.1', {port}, "
+            f"serve('pipeline.devtools.bench.servers:hello_rsgi', '127.0.0.1', {port}, "
             f"runtime_threads={threads})"
         )
     else:
@@ -152,4 +189,14 @@ def hello_argv(port: int, server: str, threads: int) -> list[str]:
             f"host='127.0.0.1', port={port}, loop='uvloop', http='httptools', "
             "log_level='warning', access_log=False)"
         )
+    return [sys.executable, "-c", code]
+
+
+def naive_argv(port: int) -> list[str]:
+    """The naive peer (pipeline/devtools/bench/naive.py) on uvicorn with uvloop and httptools."""
+    code = (
+        "import uvicorn; uvicorn.run('pipeline.devtools.bench.naive:app', "
+        f"host='127.0.0.1', port={port}, loop='uvloop', http='httptools', "
+        "log_level='warning', access_log=False)"
+    )
     return [sys.executable, "-c", code]

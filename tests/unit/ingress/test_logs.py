@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from pipeline.logs import JsonFormatter, configure_logging
+from pipeline.logs import JsonFormatter, RepeatFilter, configure_logging
 
 from .conftest import TOKEN, FakePublisher
 from .samples import incoming_json, status_json
@@ -76,3 +76,29 @@ async def test_ingress_logs_hold_no_token_body_or_phone(
     assert any(getattr(r, "reason", None) == "invalid_json" for r in caplog.records)
     for forbidden in (TOKEN, secret_body, "+33612345678", "33698765432", "612345678"):
         assert forbidden not in text
+
+
+def test_a_kafka_client_line_repeated_in_a_storm_is_kept_once_per_window() -> None:
+    now = [0.0]
+    kept = RepeatFilter(window=10.0, clock=lambda: now[0])
+
+    def line(name: str, msg: str = "Unable connect to node with id %s") -> logging.LogRecord:
+        return logging.LogRecord(name, logging.ERROR, __file__, 1, msg, (1,), None)
+
+    assert kept.filter(line("aiokafka.conn"))
+    assert [kept.filter(line("aiokafka.conn")) for _ in range(500)] == [False] * 500
+    assert kept.filter(line("aiokafka.conn", "another message"))  # another template passes
+    assert kept.filter(line("pipeline.ingress"))  # the pipeline's own lines are never held
+    assert kept.filter(line("pipeline.ingress"))
+    now[0] = 10.5
+    after = line("aiokafka.conn")
+    assert kept.filter(after)
+    assert after.repeated == 500  # the count of what was held back travels with the next line
+
+
+def test_configured_logging_holds_back_a_storm_of_client_lines() -> None:
+    stream = io.StringIO()
+    configure_logging(stream=stream)
+    for _ in range(100):
+        logging.getLogger("aiokafka.client").error("Unable to update metadata from %s", [1])
+    assert stream.getvalue().count("Unable to update metadata") == 1
