@@ -171,3 +171,56 @@ def test_every_callback_survives_a_broker_outage_and_an_ingress_crash(
         rows = con.execute("SELECT id_sms_api, event_id FROM callbacks_status").fetchall()
     assert sorted(mid for mid, _ in rows) == sorted(ids)  # in the warehouse exactly once
     assert len({event for _, event in rows}) == N
+
+
+IDLE_CONNECTIONS = 1100  # past granian's default connection limit (its backlog, 1,024)
+
+
+async def _idle_then_fresh(port: int) -> int:
+    """Open IDLE_CONNECTIONS keep-alive connections, each answered once and left idle (a
+    sender's pool); then the status of one request on a fresh connection."""
+
+    async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int:
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: ingress\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        await reader.readexactly(length)
+        return int(head[9:12])
+
+    idle = []
+    try:
+        for _ in range(IDLE_CONNECTIONS):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            idle.append(writer)
+            # each must be served: past the limit, granian stops accepting (the old default)
+            assert await asyncio.wait_for(one(reader, writer), 10) == 200
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        idle.append(writer)
+        return await asyncio.wait_for(one(reader, writer), 10)
+    finally:
+        for writer in idle:
+            writer.close()
+
+
+def test_idle_keep_alive_connections_never_starve_a_new_one(
+    ingress_factory: Callable[[dict[str, str]], Ingress],
+    tmp_path: Path,
+    wait_until: Callable[..., Any],
+) -> None:
+    """granian counts idle keep-alive connections against its limit: at its default (1,024) a
+    sender's pool of idle connections left every new one unanswered until the 30-s header-read
+    timeout (30-50 s stalls at 1,000 callbacks/s in `bench ingress`)."""
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing there: the spool serves
+        "PIPELINE_TOPIC_PREFIX": "idle.",
+        "PIPELINE_CALLBACK_TOKEN": TOKEN,
+        "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    ingress = ingress_factory(env)
+    ingress.start(wait_until)
+    assert asyncio.run(_idle_then_fresh(ingress.port)) == 200
