@@ -57,6 +57,12 @@ _SPOOL_FULL = orjson.dumps({"error": "spool_full"})
 _SHUTTING_DOWN = orjson.dumps({"error": "shutting_down"})
 _NOT_ALLOWED = orjson.dumps({"error": "method_not_allowed"})
 _INTERNAL = orjson.dumps({"error": "internal"})
+BODY_TIMEOUT_S = 10.0
+"""How long a body may take to arrive once its headers have: a client that announces a body and
+never sends it would otherwise hold its connection and a request slot until it goes away."""
+_BODY_TIMEOUT = orjson.dumps(
+    {"error": "body_timeout", "detail": f"body not received within {BODY_TIMEOUT_S:g} s"}
+)
 _READY = b'{"status":"ready"}'
 _NOT_READY = b'{"status":"unavailable"}'
 
@@ -97,11 +103,13 @@ class IngressApp:
         publish_timeout: float = 2.0,
         drain_timeout: float = 10.0,
         max_bytes: int = MAX_REQUEST_BYTES,
+        body_timeout: float = BODY_TIMEOUT_S,
     ) -> None:
         if publisher is None and publisher_factory is None:
             raise ValueError("give a publisher or a publisher_factory")
         self._publisher = publisher
         self._factory = publisher_factory
+        self._body_timeout = body_timeout
         self._managed: ManagedPublisher | None = None
         self.spool = spool
         self._spool_factory = spool_factory
@@ -261,14 +269,17 @@ class IngressApp:
         if head.expects_body():
             parts: list[bytes] = []
             try:
-                async for chunk in chunks():
-                    size += len(chunk)
-                    if size > self._max_bytes:  # Content-Length may lie or be absent
-                        raise _Outcome(413, _TOO_LARGE, "too_large")
-                    parts.append(chunk)
+                async with asyncio.timeout(self._body_timeout):
+                    async for chunk in chunks():
+                        size += len(chunk)
+                        if size > self._max_bytes:  # Content-Length may lie or be absent
+                            raise _Outcome(413, _TOO_LARGE, "too_large")
+                        parts.append(chunk)
             except ClientGone:
                 gone = _bad_request("bad_request", "client went away")
                 raise _Outcome(400, gone, "invalid") from None
+            except TimeoutError:
+                raise _Outcome(408, _BODY_TIMEOUT, "invalid") from None
             body = b"".join(parts)
         return RawRequest(
             method=head.method, query=query, body=body, content_type=head.content_type
@@ -363,6 +374,7 @@ def create_app(
     codec: Codec | None = None,
     publish_timeout: float | None = None,
     spool: SegmentSpool | None = None,
+    body_timeout: float = BODY_TIMEOUT_S,
 ) -> IngressApp:
     """The ingress app for these settings; without `publisher`, it owns a KafkaPublisher, and
     without `spool`, the spool of INGRESS_SPOOL_DIR (none when that is empty).
@@ -401,6 +413,7 @@ def create_app(
         publish_timeout=(
             settings.ingress_publish_timeout_seconds if publish_timeout is None else publish_timeout
         ),
+        body_timeout=body_timeout,
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
-from pipeline.ingress.app import IngressApp
+from pipeline.ingress.app import IngressApp, create_app
 from pipeline.ingress.rsgi import head_of
 from pipeline.serde import AvroCodec
 from pipeline.topics import spec_for
@@ -105,3 +106,28 @@ def test_a_malformed_content_length_is_kept_for_a_400() -> None:
     assert head.bad_length and head.content_length is None
     chunked = head_of(Scope("POST", CB, "a=1", {"transfer-encoding": "chunked"}))
     assert chunked.chunked and chunked.expects_body() and chunked.query == b"a=1"
+
+
+class StalledProtocol(Protocol):
+    """A client that announced a body and never sends it."""
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        async def gen() -> AsyncIterator[bytes]:
+            await asyncio.Event().wait()  # never set
+            yield b""
+
+        return gen()
+
+
+async def test_a_body_that_never_comes_is_answered_408_in_time(
+    settings: Any, publisher: FakePublisher, codec: AvroCodec
+) -> None:
+    app = create_app(settings, publisher=publisher, codec=codec, body_timeout=0.2)
+    protocol = StalledProtocol([])
+    scope = Scope("POST", CB, "", {"content-length": "500", "content-type": "text/plain"})
+    await asyncio.wait_for(app.__rsgi__(scope, protocol), 5)
+    assert protocol.response is not None
+    status, _, body = protocol.response
+    assert status == 408
+    assert b"body_timeout" in body
+    assert publisher.sent == []
