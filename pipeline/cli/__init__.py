@@ -23,7 +23,10 @@ __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("pipeline.cli.demo:demo", "The whole pipeline on this machine, then a summary."),
     "dev": ("pipeline.cli.demo:dev", "The same stack as demo, kept running until Ctrl-C."),
-    "broker": ("pipeline.cli.broker:broker", "A local single-node Apache Kafka (KRaft)."),
+    "broker": (
+        "pipeline.cli.broker:broker",
+        "A local Apache Kafka (KRaft): 1 or 3 nodes, plaintext or SASL_SSL.",
+    ),
     "topics": ("pipeline.cli.topics:topics", "Create or list the pipeline's topics."),
     "ingress": ("pipeline.cli.ingress:ingress", "The callback ingress (HTTP -> Kafka)."),
     "worker": ("pipeline.cli.worker:worker", "A Faust worker running the agents."),
