@@ -34,8 +34,9 @@ from pipeline.core.sending import BatchKey, PriorityBatcher
 __all__ = ["DEFAULT_TICK", "SLOT_SHARING", "SendGate", "TokenBucket", "next_batch", "rate_share"]
 
 DEFAULT_TICK = 0.015  # seconds of rate one batch may use: 3 messages at 200/s
-# Paced: calls within this many seconds of a slot's first share it. Below PACING_MARGIN (the
-# spacing's 2 % of a second), so k + 1 slots still never fit in a closed 1-s window.
+# Paced: calls within this many seconds of a slot's first share it (at most half the spacing,
+# so a very high rate's slots stay apart). Below PACING_MARGIN (the spacing's 2 % of a second),
+# so k + 1 slots still never fit in a closed 1-s window.
 SLOT_SHARING = 0.01
 _UNLIMITED = 1 << 30
 _ROUNDING = 1e-9  # paced: 10 tokens accrued in float steps as 9.9999999999 still make 10
@@ -199,7 +200,7 @@ class TokenBucket:
         self._refill(now)
         if self._pace is not None:
             if now > self._slot_ends:
-                self._slot_ends = now + SLOT_SHARING
+                self._slot_ends = now + min(SLOT_SHARING, self._pace.spacing / 2)
                 self._next_slot = now + self._pace.spacing
                 self._slot_budget = math.floor(self._tokens + _ROUNDING)
             self._slot_budget -= n

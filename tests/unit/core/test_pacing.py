@@ -288,3 +288,15 @@ def test_next_batch_waits_for_the_linger_when_a_group_may_go_but_is_not_full() -
     clock.now += 0.06
     assert next_batch(batcher, gate, clock.now) == (BatchKey("a", "SERVER", None, 1), [1])
     assert next_batch(batcher, gate, clock.now) == 1.0  # nothing buffered
+
+
+def test_a_very_high_rate_is_not_held_by_slot_sharing() -> None:
+    # `bench outbound`'s unlimited run sets 1e9 msg/s: its slots are 0.1 µs apart, so a slot is
+    # shared for at most half of that, and every call (50 µs apart) carries a full batch
+    clock = FakeClock()
+    gate = SendGate(1e9, pacing=0.25, max_batch=100, clock=clock)
+    gate.set_share(6, 6)
+    for _ in range(50):
+        assert gate.allowance("a", 100) == 100
+        gate.take("a", 100)
+        clock.now += 50e-6
