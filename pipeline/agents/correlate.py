@@ -18,6 +18,16 @@ Choices, written down:
   counted (`ardary_agent_events_skipped{reason="no_id_sms_api"}`).
 - `updated_at` is the latest event time of that message (`to_record` default), never the wall
   clock, so stream == batch.
+- Receipts that never came (DELIVERY_RECEIPT_TIMEOUT_SECONDS): every record is derived as of
+  "now" (the wall clock, read once per batch), so a message past its receipt deadline carries
+  `overdue_since` (`pipeline.core.lifecycle`), and a later receipt moves the state on and keeps
+  the field. A message that sees no event past its deadline is emitted by a timer
+  (`overdue_scan_interval`), which scans this worker's part of the table for deadlines that
+  fell since its previous run (all of them after a rebalance or a restart: records are
+  idempotent). The timer and the batches take turns (one lock), each reading "now" and the
+  stored state inside its turn, so the later record on the topic is always the later truth.
+  Stream == batch: the latest records equal `batch_lifecycles(events, now=N, …)` for any N
+  after the timer's last run (the field depends on "now" only through "deadline <= now").
 - TTL: a timer deletes states whose last event is older than `lifecycle_ttl_seconds` before
   "now" = the largest event time this worker has processed (a watermark), capped at the wall
   clock. Event time, so replaying old topics does not wipe what is being rebuilt and a quiet
@@ -32,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -44,6 +54,8 @@ from pipeline.core.lifecycle import (
     event_time,
     expired,
     message_id,
+    overdue_record,
+    receipt_deadline,
     to_record,
 )
 from pipeline.kafka.batches import event_batches
@@ -69,6 +81,9 @@ __all__ = [
     "decode_value",
     "encode_value",
     "fold_events",
+    "overdue_candidate",
+    "overdue_keys",
+    "overdue_scan_interval",
     "register",
 ]
 
@@ -106,14 +121,61 @@ class Touch:
     def changed_state(self) -> bool:
         return self.after != self.before
 
-    def emit(self) -> SmsLifecycle | None:
-        """The record to produce, or None when the derived record did not change."""
+    def emit(
+        self, now: datetime | None = None, receipt_timeout_seconds: float | None = None
+    ) -> SmsLifecycle | None:
+        """The record to produce (as of `now`), or None when the derived record did not change."""
         if self.after == self.before:
             return None
-        record = to_record(self.after)
-        if self.before is not None and to_record(self.before) == record:
+        record = to_record(self.after, now=now, receipt_timeout_seconds=receipt_timeout_seconds)
+        if self.before is not None and record == to_record(
+            self.before, now=now, receipt_timeout_seconds=receipt_timeout_seconds
+        ):
             return None
         return record
+
+
+def overdue_scan_interval(timeout_seconds: float) -> float:
+    """How often the overdue timer scans: a tenth of the timeout, between 1 s and 1 min."""
+    return max(1.0, min(timeout_seconds / 10.0, 60.0))
+
+
+async def overdue_keys(
+    items: Iterable[tuple[bytes, Any]],
+    now: datetime,
+    timeout_seconds: float,
+    since: datetime | None,
+) -> list[tuple[bytes, int]]:
+    """The keys (and partitions) of the stored states `overdue_candidate` picks, yielding to the
+    loop every 5,000 keys so a big table does not stall the agent."""
+    found: list[tuple[bytes, int]] = []
+    for n, (key, value) in enumerate(items):
+        if n % 5000 == 4999:
+            await asyncio.sleep(0)
+        if value is not None and overdue_candidate(value, now, timeout_seconds, since):
+            found.append((key, int(value["p"])))
+    return found
+
+
+def overdue_candidate(
+    value: Mapping[str, Any], now: datetime, timeout_seconds: float, since: datetime | None
+) -> bool:
+    """Whether a stored value's receipt deadline fell in (`since`, `now`] with no final status.
+
+    Reads the raw value first: only a SUBMITTED message with no final status is decoded, so
+    a scan of a large table stays cheap.
+    """
+    stored = value["s"]
+    result = stored.get("result")
+    if result is None or result.get("outcome") != "SUBMITTED":
+        return False
+    if stored.get("final_seen_at") is not None:
+        return False  # a final status came
+    state = LifecycleState.from_dict(stored)
+    if state.final_seen_at is not None:
+        return False  # saved before the field: its final status's own time stands in
+    deadline = receipt_deadline(state, timeout_seconds)
+    return deadline is not None and deadline <= now and (since is None or deadline > since)
 
 
 def fold_events(
@@ -170,7 +232,7 @@ class _Watermark:
 
 
 def register(app: Any, streams: Any, settings: Settings) -> None:
-    """Attach the correlate agent, its table and its TTL timer to the app."""
+    """Attach the correlate agent, its table, its TTL timer and its overdue timer to the app."""
     telemetry = telemetry_for(app)
     names = [streams[name].get_topic_name() for name in SOURCES]
     telemetry.watch(AGENT, names)
@@ -183,11 +245,13 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
         help="LifecycleState per id_sms_api",
         options=ROCKSDB_OPTIONS,
     )
-    out_topic = streams["sms.lifecycle"].get_topic_name()
-    sources = settings.pipeline_partitions
-    codec = streams.codec.codec
+    output = _Output(
+        app, streams["sms.lifecycle"].get_topic_name(), settings.pipeline_partitions, streams
+    )
+    timeout = settings.delivery_receipt_timeout_seconds
     crash_on = os.environ.get(CRASH_ENV) or None
     watermark = _Watermark()
+    turns = asyncio.Lock()  # a batch and the overdue timer's emission never interleave
 
     def load(event: Any, mid: str) -> LifecycleState | None:
         bind_event(event)
@@ -198,32 +262,59 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
             await _process(events)
 
     async def _process(events: list[Any]) -> None:
-        touched, skipped, latest = fold_events(((ev, ev.value) for ev in events), load, crash_on)
-        watermark.advance(latest)
-        emitted = 0
-        producer = app_producer(app)
-        batches = PartitionBatches(producer)
-        out_partitions = len(await producer.partitions_for(out_topic))  # cached metadata
-        for mid, touch in touched.items():
-            if not touch.changed_state():
-                continue
-            key = mid.encode()
-            partition = touch.tag.message.partition
-            table_write(table, touch.tag, key, encode_value(touch.after, partition), batches)
-            record = touch.emit()
-            if record is not None:
-                at = partition_of(key, partition, out_partitions, sources)
-                batches.add(out_topic, at, key, codec.encode(record))
-                emitted += 1
+        async with turns:
+            now = datetime.now(UTC)  # inside the turn: see the module docstring
+            touched, skipped, latest = fold_events(
+                ((ev, ev.value) for ev in events), load, crash_on
+            )
+            watermark.advance(latest)
+            emitted = 0
+            batches = await output.batches()
+            for mid, touch in touched.items():
+                if not touch.changed_state():
+                    continue
+                key = mid.encode()
+                partition = touch.tag.message.partition
+                table_write(table, touch.tag, key, encode_value(touch.after, partition), batches)
+                record = touch.emit(now, timeout)
+                if record is not None:
+                    output.add(batches, key, partition, record)
+                    emitted += 1
+            sent = await batches.send()
         # The batch's events are acked (and their offsets become committable) when this returns:
         # only once the broker holds every changelog and lifecycle record they caused.
-        await asyncio.gather(*await batches.send())
+        await asyncio.gather(*sent)
         telemetry.batch_done(AGENT, len(events), emitted)
         if skipped:
             telemetry.events_skipped.labels(AGENT, "no_id_sms_api").inc(skipped)
 
     app.agent(source, name=f"pipeline.{AGENT}")(guarded(AGENT, body, telemetry))
     _register_ttl(app, table, settings.lifecycle_ttl_seconds, watermark, telemetry)
+    _register_overdue(app, table, output, timeout, turns)
+
+
+class _Output:
+    """Where lifecycle records go: `sms.lifecycle`, in the partition of the message's events
+    (co-partitioned topics; `partition_of` otherwise)."""
+
+    def __init__(self, app: Any, topic: str, sources: int, streams: Any) -> None:
+        self.app = app
+        self.topic = topic
+        self.sources = sources
+        self.encode = streams.codec.codec.encode
+        self.partitions = 0
+
+    async def batches(self) -> PartitionBatches:
+        """A fresh PartitionBatches, the topic's partition count known (cached metadata)."""
+        producer = app_producer(self.app)
+        self.partitions = len(await producer.partitions_for(self.topic))
+        return PartitionBatches(producer)
+
+    def add(
+        self, batches: PartitionBatches, key: bytes, partition: int, record: SmsLifecycle
+    ) -> None:
+        at = partition_of(key, partition, self.partitions, self.sources)
+        batches.add(self.topic, at, key, self.encode(record))
 
 
 def _register_ttl(
@@ -249,3 +340,33 @@ def _register_ttl(
         victims = await sweep(table, victim)
         telemetry.lifecycles_expired.inc(len(victims))
         telemetry.lifecycle_table_size.set(live)
+
+
+def _register_overdue(
+    app: Any, table: Any, output: _Output, timeout: float, turns: asyncio.Lock
+) -> None:
+    since: datetime | None = None  # the previous run's "now" (None: scan for every deadline)
+    generation: Any = None
+
+    @app.timer(overdue_scan_interval(timeout), name=f"pipeline.{AGENT}.overdue")  # type: ignore[untyped-decorator]
+    async def emit_overdue() -> None:
+        nonlocal since, generation
+        if app.rebalancing:
+            return
+        if app.consumer_generation_id != generation:  # new partitions: their older deadlines too
+            since, generation = None, app.consumer_generation_id
+        now = datetime.now(UTC)
+        found = await overdue_keys(table.data.items(), now, timeout, since)
+        async with turns:
+            if app.rebalancing or app.consumer_generation_id != generation:
+                return  # the next run scans again
+            batches = await output.batches()
+            at = datetime.now(UTC)
+            for key, partition in found:
+                state = decode_value(table.data.get(key))  # now, not as scanned
+                record = None if state is None else overdue_record(state, at, timeout, since=since)
+                if record is not None:
+                    output.add(batches, key, partition, record)
+            sent = await batches.send()
+        await asyncio.gather(*sent)
+        since = now

@@ -120,17 +120,49 @@ def ingress(
     type=int,
     help="Messages of each unlimited-throughput run.",
 )
+@click.option("--paced-rate", default=200.0, show_default=True, type=float,
+              help="Target msg/s of the paced run.")  # fmt: skip
+@click.option("--paced-latency-ms", default=300.0, show_default=True, type=float,
+              help="The simulator's answer time in the paced run.")  # fmt: skip
+@click.option("--login-rates", default="20,80", show_default=True,
+              help="The two logins' msg/s in the per-login run.")  # fmt: skip
+@click.option("--runs", default=",".join(("rate", "unlimited", "paced", "login")),
+              show_default=True, help="Which runs, comma-separated.")  # fmt: skip
 @_cluster_options
 def outbound(
-    seconds: float, rate: float, messages: int, nodes: str | None, security: str | None
+    seconds: float,
+    rate: float,
+    messages: int,
+    paced_rate: float,
+    paced_latency_ms: float,
+    login_rates: str,
+    runs: str,
+    nodes: str | None,
+    security: str | None,
 ) -> None:
-    """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput."""
-    from pipeline.devtools.bench.outbound import run_outbound_bench
+    """Rate accuracy and peak at --rate, unlimited throughput, a paced run (messages per call
+    with a slow Ardary) and a per-login run (two logins at their own rates), each with 1 and 2
+    workers."""
+    from pipeline.devtools.bench.outbound import RUNS, run_outbound_bench
 
+    chosen = tuple(r.strip() for r in runs.split(",") if r.strip())
+    unknown = sorted(set(chosen) - set(RUNS))
+    if unknown or not chosen:
+        raise click.BadParameter(f"choose among {', '.join(RUNS)}", param_hint="--runs")
+    try:
+        first, second = (float(r) for r in login_rates.split(","))
+    except ValueError:
+        raise click.BadParameter("two msg/s, e.g. 20,80", param_hint="--login-rates") from None
+    if min(first, second) <= 0:
+        raise click.BadParameter("rates must be above 0", param_hint="--login-rates")
     run_outbound_bench(
         seconds=seconds,
         rate=rate,
         messages=messages,
+        paced_rate=paced_rate,
+        paced_latency_ms=paced_latency_ms,
+        login_rates=(first, second),
+        runs=chosen,
         nodes=_nodes(nodes),
         security=_security(security),
         echo=click.echo,

@@ -57,6 +57,15 @@ def _rate(value: str | None) -> float | None:
 @click.option("--stop-probability", default=0.02, show_default=True, type=float)
 @click.option("--missed-call-probability", default=0.02, show_default=True, type=float)
 @click.option("--duplicate-probability", default=0.0, show_default=True, type=float)
+@click.option(
+    "--drop-status-rate",
+    default=0.0,
+    show_default=True,
+    type=float,
+    envvar="SIMULATOR_DROP_STATUS_RATE",
+    help="Share of messages whose delivery receipt never comes (overdue with a short "
+    "DELIVERY_RECEIPT_TIMEOUT_SECONDS).",
+)
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True)
 @click.option("--delivery-delay-ms", default=200.0, show_default=True, type=float)
 @click.option(
@@ -83,6 +92,7 @@ def simulator(
     stop_probability: float,
     missed_call_probability: float,
     duplicate_probability: float,
+    drop_status_rate: float,
     shuffle: bool,
     delivery_delay_ms: float,
     accounts: str | None,
@@ -112,6 +122,7 @@ def simulator(
         stop_probability=_probability("stop-probability", stop_probability),
         missed_call_probability=_probability("missed-call-probability", missed_call_probability),
         duplicate_probability=_probability("duplicate-probability", duplicate_probability),
+        drop_status_rate=_probability("drop-status-rate", drop_status_rate),
         shuffle=shuffle,
         delivery_delay_ms=delivery_delay_ms,
     )

@@ -135,20 +135,30 @@ class LifecycleState:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> LifecycleState:
-        """Rebuild a state saved with `to_dict`."""
+        """Rebuild a state saved with `to_dict`.
+
+        A state saved before `final_seen_at` existed takes its final status's own time instead:
+        a message delivered before the upgrade must not turn overdue after it.
+        """
+        delivered_at, failed_at = opt_dt(d.get("delivered_at")), opt_dt(d.get("failed_at"))
+        final_seen_at = (
+            opt_dt(d["final_seen_at"])
+            if "final_seen_at" in d
+            else _min_opt(delivered_at, failed_at)
+        )
         return cls(
             id_sms_api=d["id_sms_api"],
             last_event_at=from_us(int(d["last_event_at"])),
             request=None if d.get("request") is None else RequestFact.from_dict(d["request"]),
             result=None if d.get("result") is None else ResultFact.from_dict(d["result"]),
             sent_at=opt_dt(d.get("sent_at")),
-            delivered_at=opt_dt(d.get("delivered_at")),
-            failed_at=opt_dt(d.get("failed_at")),
+            delivered_at=delivered_at,
+            failed_at=failed_at,
             first_click_at=opt_dt(d.get("first_click_at")),
             click_ids=frozenset(d.get("click_ids", ())),
             callback_login=d.get("callback_login"),
             callback_phone=d.get("callback_phone"),
-            final_seen_at=opt_dt(d.get("final_seen_at")),
+            final_seen_at=final_seen_at,
         )
 
 

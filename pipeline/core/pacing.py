@@ -7,13 +7,17 @@ Paced, each call carries the tokens that accrued over a pacing interval (OUTBOUN
 
 The catch is the 1-second peak. Calls exactly 1/k s apart carrying rate/k each put k + 1 calls
 (rate * (1 + 1/k)) into a closed 1-s window whenever one call is a little late and the next on
-time. So calls are spaced `spacing = (1 + PACING_MARGIN) / k` apart, measured from the previous
-call: k calls span `(1 + PACING_MARGIN) * (k - 1) / k` < 1 s, but k + 1 calls span
-1 + PACING_MARGIN > 1 s, so no closed 1-s window ever holds more than k calls, however late
-some are. Each call carries the whole tokens accrued since the last one (`per_call` =
-rate * spacing on average; fractions carry over), so the rate is kept exactly; the bucket holds
-at most `capacity` = `per_call` * (1 + CATCH_UP) + 1, so a late call catches up its lateness up
-to CATCH_UP of an interval and the fraction never gets lost. On time, the largest 1-s window
+time. So calls are due `spacing = (1 + PACING_MARGIN) / k` apart: k calls span
+`(1 + PACING_MARGIN) * (k - 1) / k` < 1 s, k + 1 calls 1 + PACING_MARGIN > 1 s; and since a late
+call must not delay the ones after it (that time would be lost), the bucket lets the next call
+go on time but never less than `window` (1 + PACING_MARGIN s) after the call k - 1 before it,
+so no closed 1-s window ever holds more than k calls, however late some are, even with calls
+reaching Ardary up to PACING_MARGIN s apart from when they left. Each call carries the whole tokens
+accrued since the last one (`per_call` = rate * spacing on average; fractions carry over), so
+the rate is kept exactly; the bucket holds at most `capacity` = `per_call` * (1 + CATCH_UP) + 1,
+so a late call catches up its lateness up to CATCH_UP of an interval and the fraction never
+gets lost (what a longer lateness overflows is owed and paid back CATCH_UP of a call at a time:
+`pipeline.core.ratelimit`). On time, the largest 1-s window
 holds k * `per_call` = rate * (1 + PACING_MARGIN), plus one message from the carried fractions.
 
 k is the number of calls per second: (1 + PACING_MARGIN) / interval rounded down (4 at 0.25 s),
@@ -40,6 +44,11 @@ class Pace:
     spacing: float
     per_call: float
     capacity: float
+
+    @property
+    def window(self) -> float:
+        """Seconds that k + 1 calls always span (1 + PACING_MARGIN): more than one second."""
+        return self.calls_per_second * self.spacing
 
     @property
     def nominal(self) -> int:

@@ -9,11 +9,21 @@ A bucket runs in one of two modes:
   chunks; the bucket holds two ticks (`capacity`), so a sleep that overshoots loses no tokens,
   and no 1-second window sees more than rate + 3 ticks' worth.
 - *paced* (`pacing=interval`): each call carries the tokens accrued over about `interval`
-  seconds, and calls go in *slots* at least `Pace.spacing` apart (`pipeline.core.pacing` says
-  why this keeps the 1-s peak within ~2 % of the rate). The first call after the spacing opens
-  a slot; further calls within `SLOT_SHARING` seconds of it share that slot's whole tokens (not
-  those accruing meanwhile: no small extra calls), so several logins, or a login's batches of
-  two priorities, may go together.
+  seconds, and calls go in *slots* on a grid `Pace.spacing` apart (`pipeline.core.pacing` says
+  why this keeps the 1-s peak within ~2 % of the rate). A late slot keeps the grid (the next
+  one may follow sooner), but never opens less than `Pace.window` (1 + PACING_MARGIN s) after
+  the slot k - 1 before it (k = `Pace.calls_per_second`), so no closed 1-s window holds k + 1
+  slots, however late some are; a slot more than half a spacing late (or after idleness)
+  restarts the grid. The first call in a slot opens it; further calls within `SLOT_SHARING`
+  seconds of it share that slot's whole tokens (not those accruing meanwhile: no small extra
+  calls), so several logins, or a login's batches of two priorities, may go together.
+  A late dispatcher loses no tokens: the bucket holds only `Pace.capacity` (a full bucket must
+  not become a burst), but what overflows it while a caller was kept waiting by this bucket
+  (`want`: the wait was the rate's, so the overflow is the caller's lateness, not idleness) is
+  *owed* and paid back on the following calls, at most CATCH_UP of a call each, so no call
+  carries more than a full bucket and the 1-s peak stays within rate * (1 + PACING_MARGIN) *
+  (1 + CATCH_UP) + 1. At most OWED_SECONDS of the rate is owed; a 429's pause or a new rate
+  forgets it.
 
 OUTBOUND_RATE_PER_LOGIN adds a bucket per listed login, at that login's `rate_share` like the
 global one. `SendGate` asks both: a call of login L needs the global bucket's tokens and L's.
@@ -25,18 +35,29 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
-from pipeline.core.pacing import Pace, pace_for
+from pipeline.core.pacing import CATCH_UP, Pace, pace_for
 from pipeline.core.sending import BatchKey, PriorityBatcher
 
-__all__ = ["DEFAULT_TICK", "SLOT_SHARING", "SendGate", "TokenBucket", "next_batch", "rate_share"]
+__all__ = [
+    "DEFAULT_TICK",
+    "OWED_SECONDS",
+    "SLOT_SHARING",
+    "SendGate",
+    "TokenBucket",
+    "next_batch",
+    "rate_share",
+]
 
 DEFAULT_TICK = 0.015  # seconds of rate one batch may use: 3 messages at 200/s
-# Paced: calls within this many seconds of a slot's first share it. Below PACING_MARGIN (the
-# spacing's 2 % of a second), so k + 1 slots still never fit in a closed 1-s window.
+# Paced: calls within this many seconds of a slot's first share it (at most half the spacing,
+# so a very high rate's slots stay apart). Below PACING_MARGIN (the spacing's 2 % of a second),
+# so k + 1 slots still never fit in a closed 1-s window.
 SLOT_SHARING = 0.01
+OWED_SECONDS = 1.0  # paced: at most this much of the rate lost to lateness is paid back
 _UNLIMITED = 1 << 30
 _ROUNDING = 1e-9  # paced: 10 tokens accrued in float steps as 9.9999999999 still make 10
 
@@ -82,8 +103,12 @@ class TokenBucket:
         self._tokens = 0.0
         self._last = clock()
         self._next_slot = self._last  # paced: when the next slot may open
+        self._planned = self._last  # paced: when the current slot was due (its place on the grid)
+        self._opened: deque[float] = deque()  # paced: when the last k - 1 slots opened
         self._slot_ends = -math.inf  # paced: until when the current slot is shared
         self._slot_budget = 0  # paced: whole tokens the current slot still shares
+        self._wanted_since: float | None = None  # paced: a caller waits on this bucket since
+        self._owed = 0.0  # paced: tokens that overflowed while a caller waited (lateness)
         self.set_rate(rate)
         # start with one batch, not a full burst
         self._tokens = self._pace.per_call if self._pace else float(self.batch_limit)
@@ -130,6 +155,8 @@ class TokenBucket:
             raise ValueError("rate must be >= 0")
         self._refill(self._clock())
         idle = not self._rate
+        self._owed, self._wanted_since = 0.0, None
+        self._opened.clear()
         self._rate = rate
         self._pace = None
         if rate and self._pacing is not None:
@@ -145,7 +172,13 @@ class TokenBucket:
         if now <= self._last:
             return
         if self._rate:
-            self._tokens = min(self._ceiling(), self._tokens + (now - self._last) * self._rate)
+            accrued = self._tokens + (now - self._last) * self._rate
+            self._tokens = min(self._ceiling(), accrued)
+            if accrued > self._tokens and self._wanted_since is not None and self._pace:
+                # overflow while a caller waited on this bucket: its lateness, owed back
+                waited = (now - max(self._last, self._wanted_since)) * self._rate
+                owed = self._owed + min(accrued - self._tokens, waited)
+                self._owed = min(owed, self._rate * OWED_SECONDS)
         self._last = now
 
     def _call_cap(self, n: int) -> int:
@@ -174,6 +207,17 @@ class TokenBucket:
         slot = max(0.0, self._next_slot - now)
         return max(slot, wait + max(0.0, need - _ROUNDING - self._tokens) / self._rate)
 
+    def want(self) -> None:
+        """A caller waits on this bucket's rate (it was told to `delay`): overflow from now on
+        is lateness, owed back (paced mode; see the module docstring)."""
+        if self._pace is not None and self._wanted_since is None:
+            self._wanted_since = self._clock()
+
+    @property
+    def owed(self) -> float:
+        """Tokens lost to a late caller, still to be paid back (paced mode)."""
+        return self._owed
+
     def available(self) -> int:
         """How many messages a call may carry now (0: it must wait, see `delay`)."""
         if self._rate is None:
@@ -199,11 +243,33 @@ class TokenBucket:
         self._refill(now)
         if self._pace is not None:
             if now > self._slot_ends:
-                self._slot_ends = now + SLOT_SHARING
-                self._next_slot = now + self._pace.spacing
+                self._open_slot(now, self._pace)
                 self._slot_budget = math.floor(self._tokens + _ROUNDING)
             self._slot_budget -= n
+            self._wanted_since = None
+            if self._owed > 0:  # paid back with the next call, at most CATCH_UP of one
+                back = min(self._owed, CATCH_UP * self._pace.per_call)
+                self._owed -= back
+                self._tokens += back
         self._tokens -= n
+
+    def _open_slot(self, now: float, pace: Pace) -> None:
+        """A new slot at `now`; the next one on the grid, `spacing` after this one was due.
+
+        A late slot does not push the grid back (its lateness would be lost for good), unless
+        it is more than half a spacing late (or the bucket was idle): then the grid restarts
+        here, so the next call is never a sliver. Whatever the grid says, a slot opens only
+        `Pace.window` (1 + PACING_MARGIN s) after the slot k - 1 before it (k = calls per
+        second), so no closed 1-s window ever holds k + 1 slots, even when the calls reach
+        Ardary up to PACING_MARGIN s apart from when they left.
+        """
+        self._slot_ends = now + min(SLOT_SHARING, pace.spacing / 2)
+        due = max(self._next_slot, self._planned)
+        self._planned = due if now - due <= pace.spacing / 2 else now
+        self._next_slot = self._planned + pace.spacing
+        self._opened.append(now)
+        while len(self._opened) >= pace.calls_per_second:
+            self._next_slot = max(self._next_slot, self._opened.popleft() + pace.window)
 
     def pause(self, seconds: float) -> None:
         """Grant nothing for `seconds` (a 429's Retry-After), then refill from empty."""
@@ -216,6 +282,7 @@ class TokenBucket:
             self._last = until
         self._tokens = min(self._tokens, 0.0)
         self._slot_ends = -math.inf
+        self._owed, self._wanted_since = 0.0, None  # Ardary asked for less: nothing is owed
 
 
 class SendGate:
@@ -259,10 +326,19 @@ class SendGate:
         return login in self.logins
 
     def delay(self, login: str) -> float:
-        """Seconds before `login` may make a call (of what will have accrued by then)."""
+        """Seconds before `login` may make a call (of what will have accrued by then).
+
+        A positive wait marks the bucket(s) it comes from as wanted (`TokenBucket.want`): if
+        the caller comes back late, what overflows them meanwhile is owed, not lost.
+        """
         wait = self.overall.delay(1)
         own = self.logins.get(login)
-        return wait if own is None else max(wait, own.delay(1))
+        mine = 0.0 if own is None else own.delay(1)
+        if wait > 0 and wait >= mine:
+            self.overall.want()
+        if own is not None and mine > 0 and mine >= wait:
+            own.want()
+        return max(wait, mine)
 
     def allowance(self, login: str, want: int) -> int:
         """How many of `want` messages `login` may send now (0: wait `delay(login)`)."""

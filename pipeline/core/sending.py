@@ -32,6 +32,7 @@ from pipeline.records import Routing, SendOutcome, SendRequest, SendResult
 __all__ = [
     "LINK_WITHOUT_URL",
     "NO_ACCESS_KEY",
+    "NO_SENDING_WINDOW",
     "OUTCOME_UNKNOWN",
     "PROTOCOL_ERROR",
     "RETRIES_EXHAUSTED",
@@ -59,6 +60,9 @@ OUTCOME_UNKNOWN = "OUTCOME_UNKNOWN"  # Ardary did not answer (read timeout): may
 RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"  # transient failures until the retry budget ran out
 PROTOCOL_ERROR = "PROTOCOL_ERROR"  # an answer we could not read
 NO_ACCESS_KEY = "NO_ACCESS_KEY"  # no ARDARY_ACCESS_KEY(S) entry for the login
+# a marketing message whose recipient's sending window never opens (SENDING_WINDOWS, see
+# pipeline.core.sending_windows): it cannot be sent legally by that rule, so it is REJECTED
+NO_SENDING_WINDOW = "NO_SENDING_WINDOW"
 
 
 @dataclass(frozen=True, slots=True)

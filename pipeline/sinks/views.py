@@ -4,7 +4,10 @@ Days are UTC days. Time-to-deliver is `delivered_at - sent_at` (falling back to 
 in milliseconds, as `pipeline.core.lifecycle.time_to_deliver_ms` and the metric windows define it;
 negative differences (clock skew) are left out. Opt-outs per day count
 the numbers whose *current* state is opted out, by the day of that opt-out (the table holds one
-row per number).
+row per number). Overdue receipts are the messages still SUBMITTED or SENT whose
+`overdue_since` is set (DELIVERY_RECEIPT_TIMEOUT_SECONDS passed with no final status), per login
+and campaign, with the oldest deadline; a message whose receipt came late keeps the field but
+is no longer waiting, so it is not counted.
 """
 
 # ruff: noqa: S608  -- fixed SQL text, no outside input
@@ -22,6 +25,7 @@ VIEW_NAMES = (
     "v_time_to_deliver_by_campaign",
     "v_optouts_daily",
     "v_missed_calls_daily",
+    "v_overdue_receipts",
 )
 
 
@@ -81,4 +85,8 @@ FROM sms_optouts WHERE opted_out GROUP BY 1""",
         f"""CREATE OR REPLACE VIEW v_missed_calls_daily AS
 SELECT {_day("COALESCE(call_time, received_at)")} AS day, COUNT(*) AS missed_calls
 FROM callbacks_calls WHERE direction = 'MISSED' GROUP BY 1""",
+        f"""CREATE OR REPLACE VIEW v_overdue_receipts AS
+SELECT login, {campaign} AS campaign, COUNT(*) AS count, MIN(overdue_since) AS oldest
+FROM sms_lifecycle WHERE overdue_since IS NOT NULL AND state IN ('SUBMITTED', 'SENT')
+GROUP BY 1, 2""",
     ]

@@ -28,7 +28,8 @@ from pipeline.agents.outbound.options import OutboundOptions
 from pipeline.agents.outbound.optout_book import OptOutBook
 from pipeline.agents.outbound.progress import Entry, Progress
 from pipeline.agents.outbound.result_index import ResultIndex
-from pipeline.core.ratelimit import TokenBucket
+from pipeline.agents.outbound.sendtime import SendTimes
+from pipeline.core.ratelimit import SendGate
 from pipeline.core.sending import BatchKey, Done, Prepared, SendState
 from pipeline.core.sending import check_request as check
 from pipeline.kafka.codec import AvroFaustCodec
@@ -191,7 +192,9 @@ def _calls(**options: Any) -> ArdaryCalls:
         ardary_access_key="k",  # type: ignore[arg-type]
     )
     opts = OutboundOptions(retry_base_delay=0.001, retry_max_delay=0.001, **options)
-    return ArdaryCalls(settings, opts, TokenBucket(None), Telemetry())
+    gate = SendGate(None)
+    gate.set_share(1, 1)
+    return ArdaryCalls(settings, opts, gate, Telemetry(), SendTimes.from_settings(settings))
 
 
 def _batch() -> tuple[BatchKey, list[Prepared]]:

@@ -15,7 +15,13 @@ from click.testing import CliRunner
 from pipeline import records
 from pipeline.cli.bench import bench
 from pipeline.devtools.bench.correlate import mixed_events, percentile
-from pipeline.devtools.bench.outbound import WARMUP, peak_per_second, rate_figures
+from pipeline.devtools.bench.outbound import (
+    WARMUP,
+    login_figures,
+    messages_per_call,
+    peak_per_second,
+    rate_figures,
+)
 from pipeline.devtools.bench.servers import hello_app
 from pipeline.devtools.bench.wrk import write_cycle_script
 
@@ -41,6 +47,29 @@ def test_rate_figures_skip_the_warm_up_and_divide_by_the_target() -> None:
     assert accuracy == pytest.approx(40 / seconds / target)
     assert peak == pytest.approx(4.0)
     assert rate_figures([], target, seconds) == (0.0, 0.0)
+
+
+def test_messages_per_call_counts_the_calls_by_their_one_acceptance_time() -> None:
+    # calls of 10 every 0.25 s (40/s): the simulator stamps a call's messages alike
+    stamps = [0.25 * (i // 10) for i in range(10 * 40)]
+    assert messages_per_call(stamps, 4.0) == pytest.approx(10.0)
+    assert messages_per_call([0.01 * i for i in range(1000)], 4.0) == pytest.approx(1.0)
+    assert messages_per_call([], 4.0) == 0.0
+
+
+def test_login_figures_report_the_worse_login() -> None:
+    seconds = 4.0
+
+    def steady(rate: float, scale: float = 1.0) -> list[float]:
+        return [i / (rate * scale) for i in range(int(rate * scale * (WARMUP + seconds + 1)))]
+
+    stamps = {"a": steady(20, 1.0), "b": steady(80, 0.95)}  # b runs 5 % slow
+    accuracy, peak = login_figures(stamps, {"a": 20.0, "b": 80.0}, seconds)
+    assert accuracy == pytest.approx(0.95, abs=0.01)
+    assert peak == pytest.approx(21 / 20)  # a's closed 1-s window holds 21 stamps
+    stamps = {"a": steady(20, 1.04), "b": steady(80, 0.98)}  # a 4 % fast is the worse one
+    accuracy, _peak = login_figures(stamps, {"a": 20.0, "b": 80.0}, seconds)
+    assert accuracy == pytest.approx(1.04, abs=0.01)
 
 
 def test_percentile_is_nearest_rank() -> None:

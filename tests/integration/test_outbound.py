@@ -202,7 +202,11 @@ def test_transient_failures_are_retried_then_succeed(rig: Rig) -> None:
     rig.sim.configure(fail_rate=0.5)
     try:
         ids = _ids(20, "retry")
-        rig.send(*(request(i) for i in ids))
+        # one after the other's result, so each goes in a call of its own (sent together, the
+        # paced worker would put them in two calls of ~10: two draws instead of twenty)
+        for i in ids:
+            rig.send(request(i))
+            rig.results_for([i], timeout=60)
         results = rig.results_for(ids, timeout=60)
     finally:
         rig.sim.configure(fail_rate=0)
@@ -255,7 +259,9 @@ def test_429_slows_the_worker_down_to_ardarys_limit(rig: Rig) -> None:
 def test_account_error_opens_the_breaker_instead_of_retrying(rig: Rig) -> None:
     ids = _ids(12, "inactive")
     before = rig.sim.stats()["rejected_by_code"].get("#002", 0)
-    rig.send(*(request(i, login="inactive") for i in ids))
+    for i in ids:  # one after the other's result: several calls (not one paced call of 12)
+        rig.send(request(i, login="inactive"))
+        rig.results_for([i])
     results = rig.results_for(ids)
     for i in ids:
         r = _one(results, i)

@@ -2,13 +2,15 @@
 
 `demo` runs as the user runs it: a subprocess with nothing configured, its own Kafka broker,
 simulator, ingress, worker and sink; it must exit 0 with a summary and leave no process behind.
-The dashboard test brings the same stack up on the session broker, pushes traffic through it,
-and waits until the page's charts have drawn non-zero data; the screenshot is kept as an
-artifact (test-artifacts/dashboard.png).
+The dashboard test brings the same stack up on the session broker, pushes traffic through it
+(a 5 s receipt timeout and a fifth of the receipts dropped, so some become overdue), and waits
+until the page's charts have drawn non-zero data; every chart's y-axis labels, as drawn, must be
+distinct. The screenshot is kept as an artifact (test-artifacts/dashboard.png).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -67,15 +69,28 @@ def test_demo_command_finishes_with_a_summary_and_leaves_nothing(tmp_path: Path)
     assert processes_mentioning(str(run_dir)) == []  # no child and no JVM left behind
 
 
+RECEIPT_TIMEOUT = "5"  # seconds: the dropped receipts turn overdue while the test watches
+CHARTS = ("flow", "latency", "codes", "care", "overdue")
+
+
 @pytest.fixture(scope="module")
 def stack(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = load_settings(kafka_bootstrap_servers=kafka_bootstrap)
     run_dir = tmp_path_factory.mktemp("stack") / f"dash{int(time.time())}"
-    with run_stack(settings, StackOptions(run_dir=run_dir)) as running:
-        with SendRequestPublisher(running.bootstrap, prefix=running.prefix) as pub:
-            for request in demo_requests(300, seed=11, clock=lambda: datetime.now(UTC)):
-                pub.publish(request)
-        yield running
+    options = StackOptions(run_dir=run_dir, simulator_args=("--drop-status-rate", "0.2"))
+    saved = os.environ.get("DELIVERY_RECEIPT_TIMEOUT_SECONDS")
+    os.environ["DELIVERY_RECEIPT_TIMEOUT_SECONDS"] = RECEIPT_TIMEOUT  # the stack's worker reads it
+    try:
+        with run_stack(settings, options) as running:
+            with SendRequestPublisher(running.bootstrap, prefix=running.prefix) as pub:
+                for request in demo_requests(300, seed=11, clock=lambda: datetime.now(UTC)):
+                    pub.publish(request)
+            yield running
+    finally:
+        if saved is None:
+            os.environ.pop("DELIVERY_RECEIPT_TIMEOUT_SECONDS", None)
+        else:
+            os.environ["DELIVERY_RECEIPT_TIMEOUT_SECONDS"] = saved
 
 
 def test_dashboard_draws_live_data_in_chromium(stack: Stack) -> None:
@@ -101,15 +116,23 @@ def test_dashboard_draws_live_data_in_chromium(stack: Stack) -> None:
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{stack.worker_url}/")
-            for chart in ("flow", "latency", "codes"):
+            for chart in ("flow", "latency", "codes", "overdue"):
                 page.wait_for_function(
                     f"Number(document.getElementById('{chart}').dataset.points || 0) > 0",
                     timeout=90_000,
                 )
             kpi = page.inner_text("#kpis")
+            ticks = {
+                chart: json.loads(page.get_attribute(f"#{chart}", "data-ticks") or "[]")
+                for chart in CHARTS
+            }
             page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
         finally:
             browser.close()
-    assert "delivered" in kpi
-    delivered = int(kpi.split("\n")[kpi.split("\n").index("delivered") - 1].replace(",", ""))
-    assert delivered > 0
+    lines = kpi.split("\n")
+    for name in ("delivered", "overdue receipts"):
+        assert name in lines, kpi
+        assert int(lines[lines.index(name) - 1].replace(",", "").replace("\u202f", "")) > 0, kpi
+    for chart, labels in ticks.items():  # as drawn, top to bottom: "2, 1, 0", never "2, 2, 1, 1"
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), (chart, labels)
+        assert labels[-1] == "0", (chart, labels)

@@ -70,3 +70,33 @@ async def test_runtime_config_endpoint(sim: httpx.AsyncClient) -> None:
     assert (await sim.post("/api/sendSms", json=body())).status_code == 503
     assert (await sim.post("/_sim/config", json={"seed": 3})).status_code == 400
     assert (await sim.post("/_sim/config", content=b"[")).status_code == 400
+
+
+async def test_the_ledger_keeps_what_scheduling_and_compliance_fields_came() -> None:
+    from datetime import UTC, datetime
+
+    from pipeline.ardary.api import build_send_payload
+    from pipeline.records import SendRequest
+
+    later = datetime(2026, 3, 2, 7, 0, tzinfo=UTC)
+    requests = [
+        SendRequest("mk", "a@b.c", PHONE, "Promo", later, marketing=True, date_to_send=later),
+        SendRequest("tx", "a@b.c", PHONE, "Code 1234", later),
+    ]
+    payload = build_send_payload("a@b.c", "k", requests, mode="prod", routing="SERVER")
+    app = build_app(SimulatorConfig())
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://sim"
+    ) as client:
+        assert (await client.post("/api/sendSms", json=payload)).status_code == 200
+        ledger = {m["id_sms_api"]: m for m in (await client.get("/_sim/ledger")).json()["messages"]}
+        legacy = body({"id_sms_api": "php", "phone_number": PHONE, "message": "m", "add_stop": 0})
+        await client.post("/api/sendSms", json=legacy)
+        php = (await client.get("/_sim/ledger/php")).json()
+    marketing, transactional = ledger["mk"], ledger["tx"]
+    assert marketing["date_to_send"] == "2026-03-02 08:00:00"  # Paris: Ardary's own clock
+    assert (marketing["marketing"], marketing["add_stop"]) == (1, 1)
+    assert marketing["add_stop_keys"] == ["addStop", "add_stop"]
+    assert (transactional["marketing"], transactional["add_stop"]) == (None, None)
+    assert transactional["date_to_send"] is None and transactional["add_stop_keys"] == []
+    assert (php["add_stop"], php["add_stop_keys"]) == (0, ["add_stop"])

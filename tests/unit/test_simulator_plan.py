@@ -130,3 +130,20 @@ def test_callback_url_is_url_encoded_json(base: str) -> None:
     query = parse_qs(urlsplit(url).query)
     assert json.loads(query["message"][0])["body"] == text
     assert " " not in url and "&" not in url.split("message=")[1]
+
+
+def test_a_dropped_receipt_takes_only_the_received_status_away() -> None:
+    messages = [msg(f"m{i}") for i in range(400)]
+    full = [plan_callbacks(SimulatorConfig(**ALWAYS), m) for m in messages]
+    dropped = [
+        plan_callbacks(SimulatorConfig(drop_status_rate=0.25, **ALWAYS), m) for m in messages
+    ]
+    lost = 0
+    for before, after in zip(full, dropped, strict=True):
+        kept = [cb for cb in before if cb.kind != "status:received"]
+        assert list(after) in (list(before), kept)  # the rest of the plan is the same
+        lost += list(after) == kept
+    assert 60 <= lost <= 140  # about a quarter
+    every = SimulatorConfig(drop_status_rate=1.0)
+    kinds = [{cb.kind for cb in plan_callbacks(every, m)} for m in messages]
+    assert all("status:sent" in k and "status:received" not in k for k in kinds)

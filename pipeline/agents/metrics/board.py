@@ -27,6 +27,7 @@ GAUGE_FIELDS = (
     "click_through_rate",
     "p50_delivery_ms",
     "p95_delivery_ms",
+    "overdue",
 )
 
 

@@ -7,8 +7,10 @@ One module per job; each states the decisions it carries out:
   the worker's share of the global rate, crash handling.
 - `intake`: receiving a request — redelivery against its send state (never sent twice),
   duplicates in a row, validation (`check_request`), `date_to_send` passed to Ardary.
-- `dispatch`: the `PriorityBatcher` and the `TokenBucket` (the global rate divided by partition
-  share), batches in flight; `calls`: the Ardary call with its retries and per-login breaker.
+- `sendtime`: a marketing request's `date_to_send` moved into its recipient's sending window.
+- `dispatch`: the `PriorityBatcher` and the `SendGate` (the global and per-login rates divided
+  by partition share, paced by interval), batches in flight; `calls`: the Ardary call with its
+  retries and per-login breaker.
 - `completion`: DONE/PUBLISHED states, results and `#003` opt-outs produced and acknowledged,
   then the events acked in offset order (`AckOrder`).
 - `states`: the changelog-backed send-state table (IN_FLIGHT acknowledged by the broker before

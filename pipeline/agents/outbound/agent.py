@@ -13,8 +13,8 @@ control pauses the fetch).
   read before a rebalance and not yet taken in is skipped as faust's own stream iterator skips
   it (flow control suspended or an older consumer generation): the seek at the end of the
   rebalance reads it again.
-- **Assignment.** The worker's share of the global rate follows its share of the
-  send-requests partitions (`Dispatcher.set_share`).
+- **Assignment.** The worker's share of the global rate and of each login's rate follows its
+  share of the send-requests partitions (`Dispatcher.set_share`).
 - **Start.** The agent takes nothing in until the `OptOutBook` has read `sms.optouts` up to the
   end offsets seen at start-up.
 - **Crash.** An exception in the read loop, the dispatch loop or a batch ends the process
@@ -40,8 +40,9 @@ from pipeline.agents.outbound.options import OutboundOptions
 from pipeline.agents.outbound.optout_book import OptOutBook
 from pipeline.agents.outbound.progress import Progress
 from pipeline.agents.outbound.result_index import ResultIndex
+from pipeline.agents.outbound.sendtime import SendTimes
 from pipeline.agents.outbound.states import SendStates
-from pipeline.core.ratelimit import TokenBucket, rate_share
+from pipeline.core.ratelimit import SendGate
 from pipeline.kafka.batches import event_batches
 from pipeline.kafka.config import KafkaClientConfig
 from pipeline.settings import Settings
@@ -53,6 +54,7 @@ __all__ = [
     "OutboundAgent",
     "reader_client",
     "register",
+    "send_gate",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,17 @@ def reader_client(settings: Settings) -> dict[str, Any]:
     """aiokafka consumer arguments for the agent's group-less readers (opt-outs, results):
     the brokers and, on a secured cluster, TLS and SASL."""
     return KafkaClientConfig.from_settings(settings).aiokafka()
+
+
+def send_gate(settings: Settings) -> SendGate:
+    """The worker's gate: the global rate, OUTBOUND_RATE_PER_LOGIN's, paced by
+    OUTBOUND_PACING_SECONDS (0: one tick per batch); no partitions, so no rate, until assigned."""
+    return SendGate(
+        settings.outbound_rate_per_second,
+        settings.outbound_rate_per_login,
+        pacing=settings.outbound_pacing_seconds or None,
+        max_batch=settings.outbound_max_batch,
+    )
 
 
 class OutboundAgent:
@@ -106,8 +119,9 @@ class OutboundAgent:
             streams["sms.send-results"].get_topic_name(),
             streams.codec.codec.decode,
         )
-        limiter = TokenBucket(0.0)
-        self.calls = ArdaryCalls(settings, options, limiter, self.telemetry)
+        gate = send_gate(settings)
+        send_times = SendTimes.from_settings(settings)
+        self.calls = ArdaryCalls(settings, options, gate, self.telemetry, send_times)
         self.completion = Completion(
             app,
             streams,
@@ -120,7 +134,7 @@ class OutboundAgent:
         self.dispatcher = Dispatcher(
             max_batch=settings.outbound_max_batch,
             options=options,
-            limiter=limiter,
+            gate=gate,
             calls=self.calls,
             states=self.states,
             completion=self.completion,
@@ -135,6 +149,7 @@ class OutboundAgent:
             self.progress,
             self.dispatcher,
             self.completion,
+            send_times,
         )
         self.assigned = 0
 
@@ -142,7 +157,10 @@ class OutboundAgent:
         """Counts by outcome, the rate share, buffered and in-flight messages."""
         return {
             "results": dict(self.completion.counts),
-            "rate_share": self.dispatcher.limiter.rate,
+            "rate_share": self.dispatcher.gate.overall.rate,
+            "login_rate_shares": {
+                login: bucket.rate for login, bucket in self.dispatcher.gate.logins.items()
+            },
             "assigned_partitions": self.assigned,
             "buffered": len(self.dispatcher.batcher),
             "pending": len(self.progress.pending),
@@ -151,14 +169,14 @@ class OutboundAgent:
         }
 
     def on_assigned(self, assigned: Any) -> None:
-        """Take this worker's share of the global rate for its new assignment."""
+        """Take this worker's share of the global and per-login rates for its new assignment."""
         mine = sum(1 for tp in assigned if tp.topic == self.requests_topic)
         self.assigned = mine
-        share = rate_share(
-            self.settings.outbound_rate_per_second, mine, self.settings.pipeline_partitions
+        self.dispatcher.set_share(mine, self.settings.pipeline_partitions)
+        log.info(
+            "outbound rate share",
+            extra={"partitions": mine, "rate": self.dispatcher.gate.overall.rate},
         )
-        self.dispatcher.set_share(share)
-        log.info("outbound rate share", extra={"partitions": mine, "rate": share})
 
     async def on_revoked(self, revoked: Any) -> None:
         """Drop buffered events of revoked partitions; let batches in flight finish."""

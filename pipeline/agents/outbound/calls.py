@@ -1,9 +1,12 @@
 """The Ardary call for one batch: each message's verdict, retried as far as that is safe.
 
+- **Sending windows, again.** Just before the call each marketing message's send time is
+  checked once more (`SendTimes`: it may have waited in the buffer past its window's closing);
+  every answer Ardary gives carries the `date_to_send` it was given as `scheduled_for`.
 - **Transient failures** (timeouts, 429, 5xx): bounded retries with jittered backoff inside the
-  client (tenacity); a 429 or 5xx pauses this worker's token bucket for the Retry-After or
-  backoff delay, so every batch slows down, not just this one. Once the budget is spent the
-  messages are FAILED `RETRIES_EXHAUSTED`. Per-message `#009` answers get up to
+  client (tenacity); a 429 or 5xx pauses this worker's `SendGate` (every login) for the
+  Retry-After or backoff delay, so every batch slows down, not just this one. Once the budget
+  is spent the messages are FAILED `RETRIES_EXHAUSTED`. Per-message `#009` answers get up to
   `message_rounds` rounds here (never a message missing from Ardary's answer).
 - **An outcome Ardary may have acted on** (read timeout, cut connection) is never retried:
   FAILED `OUTCOME_UNKNOWN`.
@@ -25,11 +28,12 @@ import httpx
 
 from pipeline.agents.liveness import Telemetry
 from pipeline.agents.outbound.options import OutboundOptions
+from pipeline.agents.outbound.sendtime import SendTimes
 from pipeline.ardary.api import MessageOutcome
 from pipeline.ardary.codes import MISSING_IN_ANSWER, CodeCategory
 from pipeline.clients.ardary_api import ArdaryClient, ArdaryOutcomeUnknown
 from pipeline.core.breaker import LoginCircuitBreaker
-from pipeline.core.ratelimit import TokenBucket
+from pipeline.core.ratelimit import SendGate
 from pipeline.core.sending import (
     NO_ACCESS_KEY,
     OUTCOME_UNKNOWN,
@@ -37,6 +41,7 @@ from pipeline.core.sending import (
     RETRIES_EXHAUSTED,
     BatchKey,
     Prepared,
+    Refusal,
     backoff_delay,
     make_result,
 )
@@ -72,13 +77,15 @@ class ArdaryCalls:
         self,
         settings: Settings,
         options: OutboundOptions,
-        limiter: TokenBucket,
+        gate: SendGate,
         telemetry: Telemetry,
+        send_times: SendTimes,
     ) -> None:
         self.settings = settings
         self.options = options
-        self.limiter = limiter
+        self.gate = gate
         self.telemetry = telemetry
+        self.send_times = send_times
         self.breaker = LoginCircuitBreaker(cooldown=options.breaker_cooldown)
         self._account_codes: dict[str, tuple[str, ...]] = {}
         self._rng = random.Random()
@@ -122,7 +129,7 @@ class ArdaryCalls:
                     attempts=attempts[p.request.id_sms_api],
                 )
 
-        todo = list(batch)
+        todo = self._planned(batch, results)
         if self.settings.access_key_for(login) is None:
             fail(todo, (NO_ACCESS_KEY,))
             todo = []
@@ -150,8 +157,25 @@ class ArdaryCalls:
                 results[p.request.id_sms_api] = self._result(p, outcome, attempts)
             todo = retry
             if todo:
-                await self._next_round(round_no, len(todo))
+                await self._next_round(login, round_no, len(todo))
         return [results[p.request.id_sms_api] for p in batch]
+
+    def _planned(self, batch: Sequence[Prepared], results: dict[str, SendResult]) -> list[Prepared]:
+        """The messages to send, their send time checked again; a refusal goes to `results`."""
+        now = _now()
+        todo: list[Prepared] = []
+        for p in batch:
+            planned = self.send_times.plan(p, now)
+            if isinstance(planned, Refusal):
+                results[p.request.id_sms_api] = make_result(
+                    p.request,
+                    planned.outcome,
+                    completed_at=now,
+                    error_codes=planned.error_codes,
+                )
+            else:
+                todo.append(planned)
+        return todo
 
     async def _send(
         self, key: BatchKey, todo: Sequence[Prepared]
@@ -183,7 +207,7 @@ class ArdaryCalls:
             return (RETRIES_EXHAUSTED,), self.options.max_attempts
         return (PROTOCOL_ERROR,), 1
 
-    async def _next_round(self, round_no: int, messages: int) -> None:
+    async def _next_round(self, login: str, round_no: int, messages: int) -> None:
         """Back off, then take the tokens for the messages that go again."""
         delay = backoff_delay(
             round_no,
@@ -192,7 +216,7 @@ class ArdaryCalls:
             draw=self._rng.random(),
         )
         await asyncio.sleep(delay)
-        await self._tokens(messages)
+        await self._tokens(login, messages)
 
     def _result(self, p: Prepared, outcome: MessageOutcome, attempts: dict[str, int]) -> SendResult:
         segments = outcome.sms_per_message
@@ -206,6 +230,7 @@ class ArdaryCalls:
             sms_per_message=segments,
             sent_time=outcome.sent_time,
             attempts=attempts[p.request.id_sms_api],
+            scheduled_for=p.request.date_to_send,
         )
 
     def _account_error(self, login: str, codes: tuple[str, ...]) -> None:
@@ -221,12 +246,13 @@ class ArdaryCalls:
         )
 
     async def _retry_sleep(self, delay: float) -> None:
-        self.limiter.pause(delay)  # a 429/5xx slows every batch of this worker, not just this one
+        self.gate.pause(delay)  # a 429/5xx slows every batch of this worker, not just this one
         await asyncio.sleep(delay)
 
-    async def _tokens(self, n: int) -> None:
-        wait = self.limiter.delay(n)
+    async def _tokens(self, login: str, n: int) -> None:
+        """Wait until `login` may make a call, then spend `n` (a debt later calls wait off)."""
+        wait = self.gate.delay(login)
         while wait > 0:
             await asyncio.sleep(min(wait, 1.0))
-            wait = self.limiter.delay(n)
-        self.limiter.take(n)
+            wait = self.gate.delay(login)
+        self.gate.take(login, n)

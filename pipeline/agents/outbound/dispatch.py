@@ -1,15 +1,20 @@
-"""Dispatch: buffered requests leave in batches, most urgent first, at this worker's rate share.
+"""Dispatch: buffered requests leave in batches, most urgent first, at this worker's rate shares.
 
 - **Batching and priorities inside the agent** (concurrency=1: faust's agent concurrency can
   commit offsets wrongly): requests go into a `PriorityBatcher` keyed by (login, routing,
-  sender_name, priority); the dispatch loop hands out the most urgent ready batch whenever the
-  rate limiter allows, and up to `max_concurrent` batches are in flight, so Ardary's latency
-  does not cap the rate.
-- **Global rate.** Each worker's `TokenBucket` runs at OUTBOUND_RATE_PER_SECOND * (its
-  send-requests partitions / all partitions), re-divided on every assignment (`set_share`). A
-  batch holds at most one pacing tick of tokens (`TokenBucket.batch_limit`), so the 1-s peak
-  stays within a few % of the rate. A 429 (or any transient failure) pauses the bucket for the
-  Retry-After or backoff delay (`ArdaryCalls`).
+  sender_name, priority); the dispatch loop hands out the batch `next_batch` picks whenever the
+  rates allow, and up to `max_concurrent` batches are in flight, so Ardary's latency does not
+  cap the rate.
+- **Rates** (`SendGate`): the global OUTBOUND_RATE_PER_SECOND and each OUTBOUND_RATE_PER_LOGIN
+  login's rate, every one at this worker's share (its send-requests partitions / all
+  partitions), re-divided on every assignment (`set_share`). A login's call needs its own
+  tokens and the global ones; a login that must wait is passed over, so one login's backlog
+  never holds up another's messages.
+- **Paced** (OUTBOUND_PACING_SECONDS, 0.25 s): with a backlog each call carries the tokens of
+  a pacing interval (10 messages at 40/s, up to OUTBOUND_MAX_BATCH), calls spaced so no 1-s
+  window holds more than the rate + ~2 % (`pipeline.core.pacing`). 0 goes back to one pacing
+  tick per batch (15 ms of the rate: one message per call at 40/s). A 429 (or any transient
+  failure) pauses the gate for the Retry-After or backoff delay (`ArdaryCalls`).
 - **A batch's life**: IN_FLIGHT states written and acknowledged by the broker, then the Ardary
   call, then `Completion`. A batch whose requests were revoked while it waited for a slot is
   not sent (the next owner reads them again). A batch that raises crashes the worker: a lost
@@ -31,7 +36,7 @@ from pipeline.agents.outbound.completion import Completion, Finished
 from pipeline.agents.outbound.options import OutboundOptions
 from pipeline.agents.outbound.progress import Entry, Progress
 from pipeline.agents.outbound.states import SendStates, settle
-from pipeline.core.ratelimit import TokenBucket
+from pipeline.core.ratelimit import SendGate, next_batch
 from pipeline.core.sending import BatchKey, InFlight, PriorityBatcher
 from pipeline.kafka.produce import PartitionBatches
 
@@ -41,14 +46,14 @@ log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    """The priority batcher, the token bucket, and up to `max_concurrent` batches in flight."""
+    """The priority batcher, the send gate, and up to `max_concurrent` batches in flight."""
 
     def __init__(
         self,
         *,
         max_batch: int,
         options: OutboundOptions,
-        limiter: TokenBucket,
+        gate: SendGate,
         calls: ArdaryCalls,
         states: SendStates,
         completion: Completion,
@@ -58,7 +63,7 @@ class Dispatcher:
     ) -> None:
         self.max_batch = max_batch
         self.options = options
-        self.limiter = limiter
+        self.gate = gate
         self.calls = calls
         self.states = states
         self.completion = completion
@@ -78,10 +83,10 @@ class Dispatcher:
         self.telemetry.outbound_buffered.set(len(self.batcher))
         self._wakeup.set()
 
-    def set_share(self, rate: float | None) -> None:
-        """Run at `rate` msg/s (None: unlimited) from now on."""
-        self.limiter.set_rate(rate)
-        self.telemetry.outbound_rate_share.set(rate or 0.0)
+    def set_share(self, assigned: int, total: int) -> None:
+        """Run at the share of every rate `assigned` of `total` partitions give, from now on."""
+        self.gate.set_share(assigned, total)
+        self.telemetry.outbound_rate_share.set(self.gate.overall.rate or 0.0)
         self._wakeup.set()
 
     def drop(self, partitions: set[tuple[str, int]]) -> list[Entry]:
@@ -108,19 +113,12 @@ class Dispatcher:
             if not self.batcher:
                 await self._sleep_or_wake(1.0)
                 continue
-            size = min(self.max_batch, self.limiter.batch_limit)
-            wait = self.limiter.delay(size)
-            if wait > 0:
-                await self._sleep_or_wake(min(wait, 1.0))
+            picked = next_batch(self.batcher, self.gate, time.monotonic())
+            if not isinstance(picked, tuple):  # nothing may go yet: the soonest wait
+                await self._sleep_or_wake(min(picked, 1.0))
                 continue
-            popped = self.batcher.pop(time.monotonic(), size)
-            if popped is None:
-                deadline = self.batcher.next_deadline()
-                await self._sleep_or_wake((deadline or 0.0) - time.monotonic() + 0.001)
-                continue
-            key, entries = popped
+            key, entries = picked  # its tokens are taken
             self.telemetry.outbound_buffered.set(len(self.batcher))
-            self.limiter.take(len(entries))
             await self._slots.acquire()
             task = asyncio.create_task(self._run_batch(key, entries))
             self._tasks.add(task)

@@ -13,6 +13,9 @@
   messages back would keep our opt-out checks valid until send time, but needs a durable
   scheduled store and a timer per message; Ardary applies its own STOP list at send time,
   which covers the main risk. A `date_to_send` already past is dropped (send now).
+- **Sending windows** (`SendTimes`): a marketing request outside its recipient's window gets
+  `date_to_send` moved to the next opening; one whose window never opens → REJECTED
+  `NO_SENDING_WINDOW`. Transactional requests are never moved.
 """
 
 from __future__ import annotations
@@ -26,10 +29,12 @@ from pipeline.agents.outbound.dispatch import Dispatcher
 from pipeline.agents.outbound.optout_book import OptOutBook
 from pipeline.agents.outbound.progress import Entry, Progress
 from pipeline.agents.outbound.result_index import ResultIndex
+from pipeline.agents.outbound.sendtime import SendTimes
 from pipeline.agents.outbound.states import SendStates
 from pipeline.core.sending import (
     Done,
     InFlight,
+    Prepared,
     Refusal,
     SendState,
     check_request,
@@ -61,6 +66,7 @@ class Intake:
         progress: Progress,
         dispatcher: Dispatcher,
         completion: Completion,
+        send_times: SendTimes,
     ) -> None:
         self.states = states
         self.optouts = optouts
@@ -68,6 +74,7 @@ class Intake:
         self.progress = progress
         self.dispatcher = dispatcher
         self.completion = completion
+        self.send_times = send_times
 
     async def receive(self, event: Any) -> None:
         """Handle one event (the caller noted it in the ack order and checked for room)."""
@@ -85,7 +92,10 @@ class Intake:
         if state is not None:
             await self._redelivered(event, request, state)
             return
-        checked = check_request(request, opted_out=self.optouts.is_opted_out, now=_now())
+        now = _now()
+        checked = check_request(request, opted_out=self.optouts.is_opted_out, now=now)
+        if isinstance(checked, Prepared):
+            checked = self.send_times.plan(checked, now)
         if isinstance(checked, Refusal):
             result = make_result(
                 request,

@@ -8,12 +8,14 @@ Design (exact, not approximate, under duplicates, reordering and replays):
   when the state is REJECTED or SUPPRESSED, at `updated_at` (the record has no completion time;
   for a refused message that is when the refusal became known); ``delivered`` at
   `delivered_at`, carrying the time to deliver for the percentiles; ``click`` at
-  `first_click_at`, carrying `click_count`. So `clicks` is the sum of the click counts of
-  messages whose FIRST click falls in the window, and `unique_clicks` the number of such
-  messages. Per-event facts come from their own records: ``incoming_sms`` (IncomingSms, at
-  `date` else `received_at`), ``optout`` (OptOut with `opted_out`, at `at`), ``call_missed``
-  (CallEvent MISSED, at `call_time` else `received_at`); their login is the record's
-  `device_identification` (the account's device) / OptOut `login`.
+  `first_click_at`, carrying `click_count`; ``overdue`` at `overdue_since` (its receipt
+  deadline passed with no final status; kept when a late receipt comes, so a window's count
+  does not shrink). So `clicks` is the sum of the click counts of messages whose FIRST click
+  falls in the window, and `unique_clicks` the number of such messages. Per-event facts come
+  from their own records: ``incoming_sms`` (IncomingSms, at `date` else `received_at`),
+  ``optout`` (OptOut with `opted_out`, at `at`), ``call_missed`` (CallEvent MISSED, at
+  `call_time` else `received_at`); their login is the record's `device_identification` (the
+  account's device) / OptOut `login`.
 - A fact counts in two windows per size: its login's and ``*`` (only ``*`` without a login)
   (`windows`). A window closes once its end plus the grace lies before the watermark.
 - The metrics are a function of each owner's CURRENT facts. An owner is a message (its facts

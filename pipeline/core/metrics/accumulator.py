@@ -23,6 +23,7 @@ _COUNTERS: dict[str, str] = {
     "incoming_sms": "incoming_sms",
     "optout": "optouts",
     "call_missed": "calls_missed",
+    "overdue": "overdue",
 }
 
 
@@ -43,6 +44,7 @@ class WindowAccumulator:
     incoming_sms: int = 0
     optouts: int = 0
     calls_missed: int = 0
+    overdue: int = 0
     latency: LatencyHistogram = field(default_factory=LatencyHistogram)
 
     def add(self, fact: MetricFact) -> None:
@@ -92,6 +94,7 @@ class WindowAccumulator:
             click_through_rate=self.unique_clicks / self.delivered if self.delivered else None,
             p50_delivery_ms=self.latency.quantile(0.50),
             p95_delivery_ms=self.latency.quantile(0.95),
+            overdue=self.overdue,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from pipeline.core.lifecycle import LifecycleEvent, batch_lifecycles
 from pipeline.core.metrics.accumulator import WindowAccumulator, window_record
@@ -44,8 +45,14 @@ def batch_metrics(
 def batch_metrics_from_events(
     events: Iterable[LifecycleEvent | IncomingSms | OptOut | CallEvent],
     sizes: Mapping[str, int] = WINDOWS,
+    *,
+    now: datetime | None = None,
+    receipt_timeout_seconds: float | None = None,
 ) -> dict[WindowKey, SmsMetricsWindow]:
-    """Batch from raw events: lifecycles by `batch_lifecycles`, then their facts and the rest's."""
+    """Batch from raw events: lifecycles by `batch_lifecycles`, then their facts and the rest's.
+
+    `now` and `receipt_timeout_seconds` are `batch_lifecycles`' (overdue receipts as of `now`).
+    """
     message_events: list[LifecycleEvent] = []
     facts: list[MetricFact] = []
     for ev in events:
@@ -53,6 +60,9 @@ def batch_metrics_from_events(
             message_events.append(ev)
         else:
             facts.extend(facts_from(ev))
-    for rec in batch_lifecycles(message_events).values():
+    lifecycles = batch_lifecycles(
+        message_events, now=now, receipt_timeout_seconds=receipt_timeout_seconds
+    )
+    for rec in lifecycles.values():
         facts.extend(facts_from(rec))
     return batch_metrics(facts, sizes)

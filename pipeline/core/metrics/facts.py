@@ -33,10 +33,11 @@ FactKind: TypeAlias = Literal[
     "incoming_sms",
     "optout",
     "call_missed",
+    "overdue",
 ]
 FactSource: TypeAlias = SmsLifecycle | IncomingSms | OptOut | CallEvent
 MESSAGE_KINDS: frozenset[str] = frozenset(
-    {"requested", "submitted", "rejected", "delivered", "click"}
+    {"requested", "submitted", "rejected", "delivered", "click", "overdue"}
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -136,6 +137,8 @@ def _lifecycle_facts(rec: SmsLifecycle) -> list[MetricFact]:
         facts.append(fact("delivered", rec.delivered_at, value_ms=time_to_deliver_ms(rec)))
     if rec.first_click_at is not None:
         facts.append(fact("click", rec.first_click_at, count=max(1, rec.click_count)))
+    if rec.overdue_since is not None:
+        facts.append(fact("overdue", rec.overdue_since))
     return facts
 
 

@@ -2,14 +2,20 @@
 
 Real pieces only: the configured (or a local, `--nodes`/`--security`) Kafka cluster, the
 simulator and worker subprocesses over real HTTP; every client gets the cluster's TLS/SASL
-settings. Figures come from the simulator's ledger (its acceptance times),
-not from the workers' own counts.
+settings. Figures come from the simulator's ledger (its acceptance times), not from the
+workers' own counts. Each run is done with one worker, then with two.
 
-1. rate R with one worker, then with two: a backlog is published, the first 2 s are warm-up,
-   then `--seconds` are measured: achieved/R (`rate_accuracy`) and the largest count in any
-   sliding 1-s window ÷ R (`rate_peak`);
-2. unlimited throughput (batches of 100) with one worker, then two;
-3. duplicates in the ledger (must be 0).
+1. `rate`: rate R, a backlog is published, the first 2 s are warm-up, then `--seconds` are
+   measured: achieved/R (`rate_accuracy`) and the largest count in any sliding 1-s window ÷ R
+   (`rate_peak`);
+2. `unlimited`: throughput (batches of 100);
+3. `paced`: rate `--paced-rate` with a backlog and the simulator answering in
+   `--paced-latency-ms`: achieved/R (`paced_rate_accuracy`), the peak, and the mean messages
+   per Ardary call (the messages the simulator accepted with one acceptance time);
+4. `login`: two logins with rates of their own (`--login-rates`, OUTBOUND_RATE_PER_LOGIN) inside
+   a global rate of twice their sum, both with a backlog: the worse of the two achieved/rate
+   (`login_rate_accuracy`, farther from 1) and of the two peaks ÷ rate (`login_rate_peak`);
+5. duplicates in the ledger (must be 0).
 """
 
 from __future__ import annotations
@@ -41,11 +47,21 @@ from pipeline.topics import record_key
 if TYPE_CHECKING:
     from pipeline.devtools.localkafka import Security
 
-__all__ = ["peak_per_second", "rate_figures", "run_outbound_bench"]
+__all__ = [
+    "RUNS",
+    "login_figures",
+    "messages_per_call",
+    "peak_per_second",
+    "rate_figures",
+    "run_outbound_bench",
+]
 
 PARTITIONS = 6
 WARMUP = 2.0
+RUNS = ("rate", "unlimited", "paced", "login")
 _LOGIN, _KEY = "bench", "bench-key"
+_RATED = ("bench-a", "bench-b")  # the login run's two logins
+_ACCOUNTS = {login: _KEY for login in (_LOGIN, *_RATED)}
 
 
 def peak_per_second(stamps: list[float]) -> int:
@@ -60,13 +76,37 @@ def peak_per_second(stamps: list[float]) -> int:
     return best
 
 
+def _measured(stamps: list[float], seconds: float) -> list[float]:
+    start = min(stamps) + WARMUP
+    return [t for t in stamps if start <= t < start + seconds]
+
+
 def rate_figures(stamps: list[float], rate: float, seconds: float) -> tuple[float, float]:
     """(achieved/rate, peak/rate) over `seconds` after a warm-up from the first acceptance."""
     if not stamps:
         return 0.0, 0.0
-    start = min(stamps) + WARMUP
-    window = [t for t in stamps if start <= t < start + seconds]
+    window = _measured(stamps, seconds)
     return len(window) / seconds / rate, peak_per_second(window) / rate
+
+
+def messages_per_call(stamps: list[float], seconds: float) -> float:
+    """Mean messages per Ardary call in the measured window: the simulator stamps every message
+    of one call with the call's one acceptance time."""
+    if not stamps:
+        return 0.0
+    window = _measured(stamps, seconds)
+    return len(window) / max(1, len(set(window)))
+
+
+def login_figures(
+    stamps_by_login: dict[str, list[float]], rates: dict[str, float], seconds: float
+) -> tuple[float, float]:
+    """(achieved/rate farthest from 1, largest peak/rate) over the logins of `rates`."""
+    figures = [
+        rate_figures(stamps_by_login.get(login, []), r, seconds) for login, r in rates.items()
+    ]
+    accuracy = max((a for a, _ in figures), key=lambda a: abs(a - 1.0))
+    return accuracy, max(p for _, p in figures)
 
 
 class _Sim:
@@ -83,7 +123,7 @@ class _Sim:
                 "--port",
                 str(self.port),
                 "--accounts",
-                json.dumps({_LOGIN: _KEY}),
+                json.dumps(_ACCOUNTS),
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -108,6 +148,9 @@ class _Sim:
 
     def reset(self) -> None:
         httpx.post(f"{self.url}/_sim/reset", timeout=30).raise_for_status()
+
+    def configure(self, **changes: Any) -> None:
+        httpx.post(f"{self.url}/_sim/config", json=changes, timeout=30).raise_for_status()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -138,7 +181,6 @@ def _ready(log_path: Path, line: str) -> Callable[[], bool]:
 
 @contextlib.contextmanager
 def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
-    """`n` outbound workers with environment `env` (complete: the cluster's settings in it)."""
     from pipeline.kafka.worker import READY_LINE
 
     procs: list[tuple[subprocess.Popen[bytes], Path]] = []
@@ -183,7 +225,10 @@ def _workers(n: int, env: dict[str, str], workdir: Path) -> Iterator[None]:
                 proc.kill()
 
 
-def _publish(client: KafkaClientConfig, topic: str, count: int, tag: str) -> None:
+def _publish(
+    client: KafkaClientConfig, topic: str, batches: list[tuple[str, int]], tag: str
+) -> None:
+    """Publish `count` requests of each `(login, count)`, interleaved as campaigns arrive."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer
@@ -194,24 +239,31 @@ def _publish(client: KafkaClientConfig, topic: str, count: int, tag: str) -> Non
     )
     now = datetime.now(UTC)
     try:
-        for i in range(count):
-            r = SendRequest(f"{tag}-{i}", _LOGIN, "+33612345678", "Bench message", now)
-            producer.send(topic, key=record_key(r), value=codec.encode(r))
+        for i in range(max(count for _, count in batches)):
+            for login, count in batches:
+                if i < count:
+                    r = SendRequest(
+                        f"{tag}{login}-{i}", login, "+33612345678", "Bench message", now
+                    )
+                    producer.send(topic, key=record_key(r), value=codec.encode(r))
         producer.flush(120)
     finally:
         producer.close()
 
 
-def _env(cluster: BenchCluster, prefix: str, sim: _Sim, rate: float) -> dict[str, str]:
+def _env(
+    cluster: BenchCluster, prefix: str, sim: _Sim, rate: float, **extra: str
+) -> dict[str, str]:
+    """A worker's complete environment: the cluster's settings and the run's."""
     return cluster.subprocess_env(
         PIPELINE_TOPIC_PREFIX=prefix,
         PIPELINE_PARTITIONS=str(PARTITIONS),
         ARDARY_BASE_URL=f"{sim.url}/api",
-        ARDARY_LOGIN=_LOGIN,
-        ARDARY_ACCESS_KEY=_KEY,
+        ARDARY_ACCESS_KEYS=json.dumps(_ACCOUNTS),
         ARDARY_MODE="prod",
         OUTBOUND_RATE_PER_SECOND=str(rate),
         OUTBOUND_MAX_BATCH="100",
+        **extra,
     )
 
 
@@ -221,19 +273,25 @@ def _run(
     workdir: Path,
     workers: int,
     rate: float,
-    count: int,
+    batches: list[tuple[str, int]],
     timeout: float,
-) -> list[float]:
+    **env: str,
+) -> list[dict[str, Any]]:
+    """One run: workers up, the backlog published, every message in the ledger; the ledger."""
     prefix = f"bench{uuid4().hex[:6]}."
     client = cluster.client
     ensure_topics(client, prefix, PARTITIONS)
     sim.reset()
-    with _workers(workers, _env(cluster, prefix, sim, rate), workdir):
+    count = sum(n for _, n in batches)
+    with _workers(workers, _env(cluster, prefix, sim, rate, **env), workdir):
         wait_until(_group_stable(client, f"{prefix}workers", workers), 120, "a stable group")
-        _publish(client, f"{prefix}sms.send-requests", count, prefix)
+        _publish(client, f"{prefix}sms.send-requests", batches, prefix)
         wait_until(lambda: sim.stats()["unique_ids"] >= count, timeout, "the simulator's ledger")
-        stamps = [float(m["first_accepted_at"]) for m in sim.ledger()]
-    return stamps
+        return sim.ledger()
+
+
+def _stamps(entries: list[dict[str, Any]], login: str | None = None) -> list[float]:
+    return [float(m["first_accepted_at"]) for m in entries if login in (None, m["login"])]
 
 
 def run_outbound_bench(
@@ -241,61 +299,130 @@ def run_outbound_bench(
     seconds: float,
     rate: float,
     messages: int,
+    paced_rate: float = 200.0,
+    paced_latency_ms: float = 300.0,
+    login_rates: tuple[float, float] = (20.0, 80.0),
+    runs: tuple[str, ...] = RUNS,
     nodes: int | None = None,
     security: Security | None = None,
     echo: Callable[[str], Any] = print,
 ) -> None:
-    """Rate accuracy and peak at --rate with 1 and 2 workers, then unlimited throughput, on the
-    configured cluster or a local one of `nodes` nodes with `security`."""
-
+    """The chosen runs (`RUNS`, see the module docstring) with 1 and 2 workers, on the
+    configured cluster or a local one of `nodes` nodes with `security`; RATIO lines last."""
     with contextlib.ExitStack() as stack:
         cluster = stack.enter_context(bench_broker(nodes, security))
         echo(f"cluster: {cluster.describe()}")
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-out-")))
         sim = _Sim(workdir)
         stack.callback(sim.stop)
-        duplicates = 0
-        lines: list[str] = []
+        bench = _Bench(cluster, sim, workdir, seconds, echo)
+        if "rate" in runs:
+            bench.rate_run(rate)
+        if "unlimited" in runs:
+            bench.unlimited_run(messages)
+        if "paced" in runs:
+            bench.paced_run(paced_rate, paced_latency_ms)
+        if "login" in runs:
+            bench.login_run(dict(zip(_RATED, login_rates, strict=True)))
+        echo(f"duplicates in the ledger: {bench.duplicates}")
+        bench.lines.append(f"RATIO ledger_duplicates={bench.duplicates}")
+        for line in bench.lines:
+            echo(line)
+
+
+class _Bench:
+    """The runs of one `bench outbound`, sharing a broker, a simulator and the RATIO lines."""
+
+    def __init__(
+        self,
+        cluster: BenchCluster,
+        sim: _Sim,
+        workdir: Path,
+        seconds: float,
+        echo: Callable[[str], Any],
+    ) -> None:
+        self.cluster = cluster
+        self.sim = sim
+        self.workdir = workdir
+        self.seconds = seconds
+        self.echo = echo
+        self.duplicates = 0
+        self.lines: list[str] = []
+
+    def _run(
+        self, workers: int, rate: float, batches: list[tuple[str, int]], timeout: float, **env: str
+    ) -> list[dict[str, Any]]:
+        entries = _run(self.cluster, self.sim, self.workdir, workers, rate, batches, timeout, **env)
+        self.duplicates += self.sim.stats()["duplicate_ids"]
+        return entries
+
+    def _backlog(self, rate: float) -> int:
+        return int(rate * (self.seconds + WARMUP + 3))
+
+    def rate_run(self, rate: float) -> None:
         for workers in (1, 2):
-            backlog = int(rate * (seconds + WARMUP + 3))
-            stamps = _run(
-                cluster,
-                sim,
-                workdir,
-                workers,
-                rate,
-                backlog,
-                seconds + 120,
-            )
-            duplicates += sim.stats()["duplicate_ids"]
-            accuracy, peak = rate_figures(stamps, rate, seconds)
+            entries = self._run(workers, rate, [(_LOGIN, self._backlog(rate))], self.seconds + 120)
+            accuracy, peak = rate_figures(_stamps(entries), rate, self.seconds)
             suffix = "" if workers == 1 else "_2w"
-            echo(
-                f"rate {rate:g}/s, {workers} worker(s), {seconds:g} s measured: "
+            self.echo(
+                f"rate {rate:g}/s, {workers} worker(s), {self.seconds:g} s measured: "
                 f"{accuracy * rate:.1f} msg/s, peak {peak * rate:.0f} in 1 s"
             )
-            lines += [
+            self.lines += [
                 f"RATIO rate_accuracy{suffix}={accuracy:.4f}",
                 f"RATIO rate_peak{suffix}={peak:.4f}",
             ]
+
+    def unlimited_run(self, messages: int) -> None:
         for workers in (1, 2):
-            stamps = _run(
-                cluster,
-                sim,
-                workdir,
-                workers,
-                1e9,
-                messages,
-                600,
-            )
-            duplicates += sim.stats()["duplicate_ids"]
+            stamps = _stamps(self._run(workers, 1e9, [(_LOGIN, messages)], 600))
             span = max(stamps) - min(stamps)
             throughput = len(stamps) / span if span > 0 else float("inf")
-            echo(f"unlimited, {workers} worker(s): {len(stamps)} msgs, {throughput:.0f} msg/s")
-            lines.append(
+            self.echo(f"unlimited, {workers} worker(s): {len(stamps)} msgs, {throughput:.0f} msg/s")
+            self.lines.append(
                 f"RATIO unlimited{'' if workers == 1 else '_2w'}_msgs_per_s={throughput:.0f}"
             )
-        echo(f"duplicates in the ledger: {duplicates}")
-        lines.append(f"RATIO ledger_duplicates={duplicates}")
-        for line in lines:
-            echo(line)
+
+    def paced_run(self, rate: float, latency_ms: float) -> None:
+        self.sim.configure(latency_ms=latency_ms)
+        try:
+            for workers in (1, 2):
+                entries = self._run(
+                    workers, rate, [(_LOGIN, self._backlog(rate))], self.seconds + 120
+                )
+                stamps = _stamps(entries)
+                accuracy, peak = rate_figures(stamps, rate, self.seconds)
+                per_call = messages_per_call(stamps, self.seconds)
+                suffix = "" if workers == 1 else "_2w"
+                self.echo(
+                    f"paced {rate:g}/s, Ardary answering in {latency_ms:g} ms, {workers} "
+                    f"worker(s): {accuracy * rate:.1f} msg/s, peak {peak * rate:.0f} in 1 s, "
+                    f"{per_call:.1f} messages per call"
+                )
+                self.lines += [
+                    f"RATIO paced_rate_accuracy{suffix}={accuracy:.4f}",
+                    f"RATIO paced_rate_peak{suffix}={peak:.4f}",
+                    f"RATIO paced_msgs_per_call{suffix}={per_call:.1f}",
+                ]
+        finally:
+            self.sim.configure(latency_ms=0)
+
+    def login_run(self, rates: dict[str, float]) -> None:
+        overall = 2 * sum(rates.values())
+        env = {"OUTBOUND_RATE_PER_LOGIN": json.dumps(rates)}
+        for workers in (1, 2):
+            batches = [(login, self._backlog(r)) for login, r in rates.items()]
+            entries = self._run(workers, overall, batches, self.seconds + 120, **env)
+            by_login = {login: _stamps(entries, login) for login in rates}
+            for login, r in rates.items():
+                achieved, peak = rate_figures(by_login[login], r, self.seconds)
+                self.echo(
+                    f"login {login} at {r:g}/s (global {overall:g}/s), {workers} worker(s): "
+                    f"{achieved * r:.2f} msg/s, peak {peak * r:.0f} in 1 s"
+                )
+            accuracy, peak = login_figures(by_login, rates, self.seconds)
+            suffix = "" if workers == 1 else "_2w"
+            self.lines += [
+                f"RATIO login_rate_accuracy{suffix}={accuracy:.4f}",
+                f"RATIO login_rate_peak{suffix}={peak:.4f}",
+            ]

@@ -10,7 +10,9 @@ Semantics: `mode: test` is validated and answered like prod and the message is r
 ledger (with its mode) but no callback fires. An account failure on /contact is HTTP 401 (the
 contact codes #001-#004 are about contacts). A held request ("timeout" injection) is processed
 after the hold, as a slow Ardary would: a client that gave up and resends shows up in the
-ledger as a duplicate.
+ledger as a duplicate. Per message, the ledger keeps what scheduling and compliance fields came
+(`date_to_send` as sent, `marketing`, `addStop`/`add_stop`): the simulator does not hold a
+scheduled message back — its callbacks fire at once — so tests see what Ardary was asked.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from pipeline.ardary.segments import count_segments
 from pipeline.devtools.simulator.config import SimulatorConfig
 from pipeline.devtools.simulator.dispatcher import CallbackDispatcher
 from pipeline.devtools.simulator.ledger import Ledger, LedgerEntry
-from pipeline.devtools.simulator.plan import AcceptedMessage, message_rng
+from pipeline.devtools.simulator.plan import AcceptedMessage, drops_receipt, message_rng
 from pipeline.devtools.simulator.ratelimit import SlidingWindow
 from pipeline.devtools.simulator.rules import (
     BadRequest,
@@ -59,6 +61,7 @@ from pipeline.devtools.simulator.rules import (
 __all__ = ["SimulatorState", "build_app"]
 
 _SHORT_LINK = "https://ardy.me/AbC123"  # what Ardary puts in place of [Link], for segments
+_STOP_KEYS = ("addStop", "add_stop")  # the older doc's JSON example, its PHP example
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
@@ -207,6 +210,7 @@ async def _send(request: Request, routing: str) -> Response:
         for placeholder in LINK_PLACEHOLDERS:
             shown = shown.replace(placeholder, _SHORT_LINK)
         segments = max(1, count_segments(shown).segments)
+        stop_keys = tuple(k for k in _STOP_KEYS if k in m)
         state.ledger.accept(
             LedgerEntry(
                 id_sms_api=id_sms_api,
@@ -221,6 +225,10 @@ async def _send(request: Request, routing: str) -> Response:
                 date_to_send=m.get("date_to_send") or header.date_to_send,
                 first_accepted_at=epoch,
                 last_accepted_at=epoch,
+                marketing=m.get("marketing"),
+                add_stop=m[stop_keys[0]] if stop_keys else None,
+                add_stop_keys=stop_keys,
+                receipt_dropped=dispatch and drops_receipt(c, id_sms_api),
             )
         )
         accepted += 1

@@ -51,6 +51,9 @@ class SimulatorConfig:
     missed_call_probability: float = 0.02
     delivery_delay_ms: float = 200.0
     duplicate_probability: float = 0.0  # each callback also delivered a second time
+    # share of messages whose delivery receipt (the final status callback) never comes, as in
+    # a carrier outage: with a short DELIVERY_RECEIPT_TIMEOUT_SECONDS they show up as overdue
+    drop_status_rate: float = 0.0
     shuffle: bool = False  # add a random extra delay so callbacks arrive out of order
     shuffle_max_ms: float = 500.0
     callback_concurrency: int = 16

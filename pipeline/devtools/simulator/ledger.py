@@ -11,7 +11,12 @@ __all__ = ["Ledger", "LedgerEntry"]
 
 @dataclass(slots=True)
 class LedgerEntry:
-    """One accepted id_sms_api; `submissions` > 1 means it was sent more than once."""
+    """One accepted id_sms_api; `submissions` > 1 means it was sent more than once.
+
+    `date_to_send`, `marketing` and `add_stop` are kept as received (None: not sent);
+    `add_stop` is `addStop`'s value, else `add_stop`'s, and `add_stop_keys` says which of the
+    two spellings came. `receipt_dropped`: its delivery receipt will never be sent.
+    """
 
     id_sms_api: str
     login: str
@@ -26,6 +31,10 @@ class LedgerEntry:
     first_accepted_at: float
     last_accepted_at: float
     submissions: int = 1
+    marketing: Any = None
+    add_stop: Any = None
+    add_stop_keys: tuple[str, ...] = ()
+    receipt_dropped: bool = False
 
     def as_json(self) -> dict[str, Any]:
         """The entry as a JSON-ready dict."""
@@ -68,6 +77,7 @@ class Ledger:
             "unique_ids": len(self.entries),
             "duplicate_ids": len(duplicated),
             "duplicate_submissions": sum(e.submissions - 1 for e in duplicated),
+            "receipts_dropped": sum(e.receipt_dropped for e in self.entries.values()),
             "rejected_by_code": dict(self.rejected_by_code),
             "accepted_per_second": {str(k): v for k, v in sorted(self.per_second.items())},
             "max_accepted_per_second": max(self.per_second.values(), default=0),

@@ -27,7 +27,14 @@ from zoneinfo import ZoneInfo
 from pipeline.ardary.api import LINK_PLACEHOLDERS
 from pipeline.devtools.simulator.config import Dialect, SimulatorConfig
 
-__all__ = ["REPLY_TEXTS", "AcceptedMessage", "PlannedCallback", "message_rng", "plan_callbacks"]
+__all__ = [
+    "REPLY_TEXTS",
+    "AcceptedMessage",
+    "PlannedCallback",
+    "drops_receipt",
+    "message_rng",
+    "plan_callbacks",
+]
 
 REPLY_TEXTS: tuple[str, ...] = ("OK thanks", "Yes", "See you tomorrow", "Who is this?", "Merci")
 
@@ -139,8 +146,21 @@ def _call(
     }
 
 
+def drops_receipt(config: SimulatorConfig, id_sms_api: str) -> bool:
+    """Whether this message's delivery receipt is never sent (`drop_status_rate`).
+
+    Drawn from a stream of its own, so the rest of a message's plan is the same at any rate.
+    """
+    rate = config.drop_status_rate
+    return rate > 0 and message_rng(config.seed, f"{id_sms_api}:receipt").random() < rate
+
+
 def plan_callbacks(config: SimulatorConfig, m: AcceptedMessage) -> tuple[PlannedCallback, ...]:
-    """The callbacks `m` triggers, sorted by delay (duplicates and shuffle included)."""
+    """The callbacks `m` triggers, sorted by delay (duplicates and shuffle included).
+
+    A message whose receipt is dropped (`drops_receipt`) gets no ``received`` status: its
+    ``sent`` status, clicks and replies still come, as when only the carrier's receipt is lost.
+    """
     rng = message_rng(config.seed, m.id_sms_api)
     zone = ZoneInfo(config.timezone)
     d = config.dialect
@@ -192,6 +212,8 @@ def plan_callbacks(config: SimulatorConfig, m: AcceptedMessage) -> tuple[Planned
         final.append(_shifted(cb, shift))
         if rng.random() < config.duplicate_probability:
             final.append(_shifted(cb, shift + rng.uniform(0, max(extra_max, base))))
+    if drops_receipt(config, m.id_sms_api):
+        final = [cb for cb in final if cb.kind != "status:received"]
     final.sort(key=lambda cb: cb.delay)
     return tuple(final)
 

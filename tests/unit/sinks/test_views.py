@@ -31,6 +31,8 @@ def dataset() -> list[records.Record]:
         day = T0 + timedelta(days=i % 2)
         submitted = day + timedelta(minutes=i)
         delivered = submitted + timedelta(seconds=3 + (i * 7) % 23) if i % 3 else None
+        # overdue: still waiting (undelivered), or a late receipt (delivered, the field kept)
+        overdue = (i % 5 and (i % 6 == 0 or i % 7 == 1)) or None
         out.append(
             lifecycle(
                 i,
@@ -41,7 +43,8 @@ def dataset() -> list[records.Record]:
                 delivered_at=delivered,
                 click_count=(i % 2) if delivered else 0,
                 metadata={"campaign": "c1" if i < 25 else "c2"},
-                state="DELIVERED" if delivered else "SUBMITTED",
+                state=("DELIVERED" if delivered else "SENT" if i % 2 else "SUBMITTED"),
+                overdue_since=submitted + timedelta(hours=48, seconds=i) if overdue else None,
             )
         )
     for i in range(7):
@@ -116,6 +119,16 @@ def check_views(sink: BatchingSink) -> None:
         if isinstance(r, records.CallEvent) and r.direction == "MISSED":
             missed[(r.call_time or r.received_at).date()] += 1
     assert dict(query(sink, "SELECT day, missed_calls FROM v_missed_calls_daily")) == missed
+
+    waiting: dict[tuple[str | None, str], list[Any]] = defaultdict(list)
+    for r in life:
+        if r.overdue_since is not None and r.state in ("SUBMITTED", "SENT"):
+            waiting[(r.login, r.metadata["campaign"])].append(r.overdue_since)
+    assert len(waiting) >= 3 and any(r.overdue_since and r.delivered_at for r in life)
+    got = query(sink, "SELECT login, campaign, count, oldest FROM v_overdue_receipts")
+    assert {(lg, c): (n, oldest) for lg, c, n, oldest in got} == {
+        k: (len(v), min(v)) for k, v in waiting.items()
+    }
 
 
 @pytest.fixture
