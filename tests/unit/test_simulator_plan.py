@@ -130,3 +130,18 @@ def test_callback_url_is_url_encoded_json(base: str) -> None:
     query = parse_qs(urlsplit(url).query)
     assert json.loads(query["message"][0])["body"] == text
     assert " " not in url and "&" not in url.split("message=")[1]
+
+
+def test_mixed_dialect_picks_one_dialect_per_message_and_leaves_the_other_draws_alone() -> None:
+    mixed = SimulatorConfig(dialect="mixed", seed=3, **ALWAYS)
+    seen: set[str] = set()
+    for i in range(40):
+        m = msg(f"m{i}")
+        plan = plan_callbacks(mixed, m)
+        keys = {key for cb in plan if cb.kind.startswith("status") for key in cb.payload}
+        dialect = "v1" if "phonenumber" in keys else "v2"
+        seen.add(dialect)
+        # the same plan as the single-dialect mode it drew: same delays, same payloads
+        single = plan_callbacks(SimulatorConfig(dialect=dialect, seed=3, **ALWAYS), m)
+        assert plan == single
+    assert seen == {"v1", "v2"}
