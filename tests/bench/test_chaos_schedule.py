@@ -10,6 +10,7 @@ import pytest
 from pipeline.devtools.chaos.schedule import (
     BROKER_FAULTS,
     Fault,
+    Timetable,
     plan_faults,
     steps_of,
 )
@@ -87,3 +88,47 @@ def test_steps_begin_and_end_each_fault_in_time_order() -> None:
         end = next(s for s in steps if s.fault == f and s.phase == "end")
         assert steps.index(begin) < steps.index(end)
         assert end.at == pytest.approx(f.at + f.hold)
+
+
+Done = list[tuple[str, str, float]]
+
+
+def _carry_out(table: Timetable, took: dict[tuple[str, str], float]) -> Done:
+    """Run the timetable on a simulated clock: each step takes `took[(kind, phase)]` (else 0)."""
+    now, done = 0.0, []
+    while table.pending:
+        step = table.next_due(now)
+        if step is None:
+            now = round(now + 0.1, 1)
+            continue
+        spent = took.get((step.fault.kind, step.phase), 0.0)
+        table.done(step, now, spent)
+        done.append((step.fault.kind, step.phase, now))
+        now += spent
+    return done
+
+
+def test_a_blocking_step_delays_the_begins_after_it_and_every_fault_keeps_its_length() -> None:
+    faults = plan_faults(90, 1)
+    stop = next(f for f in faults if f.kind == "cluster_stop")
+    done = _carry_out(Timetable(steps_of(faults)), {("cluster_stop", "end"): 45.0})
+    at = {(kind, phase): t for kind, phase, t in done}
+    assert len(done) == 2 * len(faults)
+    # every fault lasts its hold from the moment it began (within the clock's tick)
+    for f in faults:
+        assert at[(f.kind, "end")] - at[(f.kind, "begin")] == pytest.approx(f.hold, abs=0.15)
+    # the faults planned after the cluster's restart keep their distance from it, 44 s later
+    for f in faults:
+        if f.at > stop.at + stop.hold:
+            assert at[(f.kind, "begin")] == pytest.approx(f.at + 44.0, abs=0.5), f
+    # the spool kill stays inside the cluster stop
+    assert at[("cluster_stop", "begin")] < at[("ingress_kill_spooled", "begin")]
+    assert at[("ingress_kill_spooled", "end")] < at[("cluster_stop", "end")]
+
+
+def test_on_time_steps_run_at_their_planned_times() -> None:
+    faults = plan_faults(120, 4)
+    done = _carry_out(Timetable(steps_of(faults)), {})
+    planned = {(s.fault.kind, s.phase): s.at for s in steps_of(faults)}
+    for kind, phase, t in done:
+        assert t == pytest.approx(planned[(kind, phase)], abs=0.15)

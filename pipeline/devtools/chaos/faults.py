@@ -25,6 +25,7 @@ from pipeline.topics import spec_for
 __all__ = ["FaultRunner", "TimelineEntry"]
 
 _MID_BATCH_WAIT_S = 8.0
+_LEADERS_WAIT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +86,13 @@ class FaultRunner:
 
     def _begin_broker_kill(self, fault: Fault) -> tuple[str, str]:
         topic = spec_for("sms.send-requests").full_name(self.stack.prefix)
+        deadline = time.monotonic() + _LEADERS_WAIT_S
         leaders = partition_leaders(self.stack.client, topic)
+        while not leaders and time.monotonic() < deadline:  # elections after a cluster start
+            time.sleep(0.5)
+            leaders = partition_leaders(self.stack.client, topic)
+        if not leaders:
+            raise RuntimeError(f"no partition of {topic} had a leader for {_LEADERS_WAIT_S:.0f}s")
         partition = sorted(leaders)[fault.pick % len(leaders)]
         node = leaders[partition]
         self._targets[fault] = f"node-{node}"

@@ -130,7 +130,7 @@ def _warehouse(
         key_dupes: dict[str, int] = {}
         for spec in WAREHOUSE_TOPICS:
             assert spec.warehouse is not None
-            keys = ", ".join(spec.warehouse.primary_key)
+            keys = ", ".join(f'"{k}"' for k in spec.warehouse.primary_key)  # `window` is a keyword
             (extra,) = con.execute(
                 f"SELECT count(*) - count(DISTINCT ({keys})) FROM wh.{spec.warehouse.table}"
             ).fetchone() or (0,)

@@ -3,11 +3,16 @@ steady rates, never retried, every attempt and its answer written to its own log
 
 It plays two clients the pipeline does not control: an upstream app publishing send requests
 (acks=all, idempotent; a request whose publish fails is logged as failed and never published
-again) and Ardary's phone line reporting incoming SMS, calls and qualifications (one GET per
-callback on a fresh connection, as a webhook sender does; an error or a 5xx is logged, never
-retried). Its log — one JSON object per line — is one of the independent ledgers the run
-reconciles the warehouse with. It runs on its own thread and event loop, open-loop: a slow
-answer does not slow the schedule down.
+again, and the next one goes through a new producer: after batches failed during a cluster stop,
+aiokafka 0.14's producer went on failing with OutOfOrderSequenceNumber) and Ardary's phone line
+reporting incoming SMS, calls and qualifications (one GET per callback on a fresh connection,
+as a webhook sender does; an error or a 5xx is logged, never retried). Its log — one JSON
+object per line — is one of the independent ledgers the run reconciles the warehouse with.
+
+It runs on its own thread and event loop, open-loop (a slow answer does not slow the schedule
+down), until `stop()`: the chaos run stops it once the planned length has passed and every
+fault has been carried out, so a fault that ran late (a broker start blocks) still happens
+under load.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ class LoadPlan:
 
     requests_per_second: float
     callbacks_per_second: float
-    seconds: float
+    seconds: float  # the planned length; the load runs until stop()
     seed: int
 
 
@@ -72,6 +77,8 @@ class LoadGenerator:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._log: IO[bytes] | None = None
+        self._renew = False  # a publish failed: the next one goes through a new producer
+        self.producers = 0
 
     # -- control (any thread) ---------------------------------------------------------------
 
@@ -107,7 +114,7 @@ class LoadGenerator:
         assert self._log is not None
         self._log.write(orjson.dumps(entry) + b"\n")
 
-    async def _run(self) -> None:
+    async def _producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(
@@ -118,47 +125,63 @@ class LoadGenerator:
             linger_ms=5,
             request_timeout_ms=30_000,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self.producers += 1
+        return producer
+
+    async def _run(self) -> None:
         limits = httpx.Limits(max_connections=_MAX_OPEN_CALLBACKS, max_keepalive_connections=0)
         timeout = httpx.Timeout(10.0, connect=3.0)
+        producers: list[Any] = []
         try:
             async with httpx.AsyncClient(limits=limits, timeout=timeout) as http:
                 pending: set[asyncio.Future[Any]] = set()
                 await asyncio.gather(
-                    self._requests(producer, pending), self._callbacks(http, pending)
+                    self._requests(producers, pending), self._callbacks(http, pending)
                 )
                 if pending:
                     await asyncio.wait(pending, timeout=60)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(producer.stop(), 60)
+            for producer in producers:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(producer.stop(), 30)
 
     async def _paced(self, rate: float) -> AsyncIterator[int]:
-        """Yield 0, 1, 2, … at `rate` per second until the plan's end or stop()."""
+        """Yield 0, 1, 2, … at `rate` per second until stop()."""
         if rate <= 0:
             return
         started = time.monotonic()
         n = 0
         while not self._stop.is_set():
             due = started + n / rate
-            if due - started >= self.plan.seconds:
-                return
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             yield n
             n += 1
 
-    async def _requests(self, producer: Any, pending: set[asyncio.Future[Any]]) -> None:
+    async def _requests(self, producers: list[Any], pending: set[asyncio.Future[Any]]) -> None:
+        """Publish at the plan's rate; after a failure, through a new producer (the old one
+        finishes what it holds and is stopped at the end)."""
         requests = demo_requests(10**9, seed=self.plan.seed, clock=lambda: datetime.now(UTC))
         async for _ in self._paced(self.plan.requests_per_second):
             request = next(requests)
             at = time.time()
             try:
+                if not producers or self._renew:
+                    self._renew = False
+                    producers.append(await self._producer())
+                producer = producers[-1]
                 future = await producer.send(
                     self._topic, self._codec.encode(request), key=record_key(request)
                 )
             except Exception as exc:  # not even queued: logged, never retried
+                self._renew = True
                 self._request_done(request.id_sms_api, at, type(exc).__name__)
                 continue
             pending.add(future)
@@ -172,6 +195,8 @@ class LoadGenerator:
         pending.discard(future)
         error = None if future.cancelled() else future.exception()
         outcome = "ok" if error is None and not future.cancelled() else type(error).__name__
+        if outcome != "ok":
+            self._renew = True
         self._request_done(id_sms_api, at, outcome)
 
     def _request_done(self, id_sms_api: str, at: float, outcome: str) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "Fault",
     "FaultKind",
     "Step",
+    "Timetable",
     "plan_faults",
     "steps_of",
 ]
@@ -39,6 +40,7 @@ FaultKind: TypeAlias = Literal[
 ]
 BROKER_FAULTS: tuple[FaultKind, ...] = ("broker_kill", "broker_pause", "cluster_stop")
 FULL_RUN_SECONDS = 180.0
+ON_TIME_S = 1.0  # a step taking longer than this delays the schedule after it
 
 # seconds each fault lasts in a full run: until the restart, the SIGCONT, the cluster start
 _HOLD: dict[FaultKind, float] = {
@@ -169,3 +171,32 @@ def steps_of(faults: tuple[Fault, ...]) -> tuple[Step, ...]:
     steps = [Step(f.at, "begin", f) for f in faults]
     steps += [Step(round(f.at + f.hold, 2), "end", f) for f in faults]
     return tuple(sorted(steps, key=lambda s: (s.at, s.phase != "begin")))
+
+
+class Timetable:
+    """When each pending step is due, as steps are carried out: a begin at its planned time
+    plus the delay so far, an end `hold` seconds after its fault took effect (its begin step
+    done). A step that takes longer than `ON_TIME_S` delays every begin after it by as much:
+    each fault keeps its length and its place among the others."""
+
+    def __init__(self, steps: tuple[Step, ...]) -> None:
+        self.pending = list(steps)
+        self.delay = 0.0
+        self._began: dict[Fault, float] = {}
+
+    def due(self, step: Step) -> float:
+        if step.phase == "end" and step.fault in self._began:
+            return self._began[step.fault] + step.fault.hold
+        return step.at + self.delay
+
+    def next_due(self, now: float) -> Step | None:
+        if not self.pending:
+            return None
+        step = min(self.pending, key=self.due)  # min keeps the first of equals: plan order
+        return step if self.due(step) <= now else None
+
+    def done(self, step: Step, started: float, took: float) -> None:
+        self.pending.remove(step)
+        if step.phase == "begin":
+            self._began[step.fault] = started + took  # in effect once the step is done
+        self.delay += max(0.0, took - ON_TIME_S)
