@@ -99,10 +99,14 @@ def _generator_log(path: Path) -> tuple[list[SentCallback], set[str], set[str]]:
     return callbacks, acked, failed
 
 
-def _simulator(url: str) -> tuple[list[SentCallback], dict[str, int]]:
+def _simulator(url: str, keep_in: Path) -> tuple[list[SentCallback], dict[str, int]]:
+    """The simulator's ledgers, also written to `keep_in` (they live in its memory only)."""
     with httpx.Client(base_url=url, timeout=60) as http:
-        ledger = http.get("/_sim/ledger").json()
-        fired = http.get("/_sim/callbacks").json()
+        ledger_bytes = http.get("/_sim/ledger").content
+        fired_bytes = http.get("/_sim/callbacks").content
+    (keep_in / "simulator-ledger.json").write_bytes(ledger_bytes)
+    (keep_in / "simulator-callbacks.json").write_bytes(fired_bytes)
+    ledger, fired = orjson.loads(ledger_bytes), orjson.loads(fired_bytes)
     submissions = {m["id_sms_api"]: int(m["submissions"]) for m in ledger["messages"]}
     callbacks = [
         SentCallback("simulator", TABLE_OF_PARAM[c["param"]], c["raw"], c["outcome"], c["status"])
@@ -167,7 +171,7 @@ def gather_evidence(
 ) -> Evidence:
     """Read every ledger (the sink must be stopped: DuckDB allows one writer or readers)."""
     gen_callbacks, acked, failed = _generator_log(generator_log)
-    sim_callbacks, submissions = _simulator(simulator_url)
+    sim_callbacks, submissions = _simulator(simulator_url, generator_log.parent)
     callbacks = (*gen_callbacks, *sim_callbacks)
     requests = _decoded(client, prefix, "sms.send-requests", codec)
     results = _decoded(client, prefix, "sms.send-results", codec)

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.records import SendResult, SmsLifecycle
@@ -35,6 +36,7 @@ from pipeline.records import SendResult, SmsLifecycle
 __all__ = ["Evidence", "Figures", "SentCallback", "reconcile"]
 
 SAMPLE = 10  # ids listed per failure class in the report
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NOTHING_SENT = frozenset({"ConnectError", "ConnectTimeout"})
 
 
@@ -132,6 +134,11 @@ class Figures:
         return out
 
 
+def _epoch_ms(moment: datetime) -> int:
+    """Milliseconds since the epoch, floored, as DuckDB's `epoch_ms` (no float rounding)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
 def _sample(items: Iterable[str]) -> list[str]:
     return sorted(items)[:SAMPLE]
 
@@ -142,7 +149,7 @@ def _lifecycle_diffs(a: Mapping[str, SmsLifecycle], b: Mapping[str, SmsLifecycle
 
 def _warehouse_lifecycle_diffs(e: Evidence) -> list[str]:
     def summary(r: SmsLifecycle) -> tuple[str, int, int]:
-        return (r.state, r.click_count, int(r.updated_at.timestamp() * 1000))
+        return (r.state, r.click_count, _epoch_ms(r.updated_at))
 
     latest = {i: summary(r) for i, r in e.lifecycle_latest.items()}
     return [
