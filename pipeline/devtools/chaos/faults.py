@@ -134,14 +134,21 @@ class FaultRunner:
     # -- processes --------------------------------------------------------------------------
 
     def _begin_worker_kill(self, fault: Fault) -> tuple[str, str]:
-        name = WORKERS[fault.pick % len(WORKERS)]
-        self._targets[fault] = name
-        url = f"{self.stack.worker_urls[name]}/metrics"
+        """SIGKILL the first worker seen with Ardary calls in flight (the seeded one if none
+        is within the wait: only the workers owning send-request partitions send)."""
+        order = [WORKERS[(fault.pick + n) % len(WORKERS)] for n in range(len(WORKERS))]
         deadline = time.monotonic() + _MID_BATCH_WAIT_S
-        in_flight = gauge(url, "ardary_outbound_in_flight") or 0.0
+        name, in_flight = order[0], 0.0
         while in_flight <= 0 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            in_flight = gauge(url, "ardary_outbound_in_flight") or 0.0
+            for candidate in order:
+                url = f"{self.stack.worker_urls[candidate]}/metrics"
+                seen = gauge(url, "ardary_outbound_in_flight") or 0.0
+                if seen > 0:
+                    name, in_flight = candidate, seen
+                    break
+            else:
+                time.sleep(0.02)
+        self._targets[fault] = name
         self.stack.services[name].signal(signal.SIGKILL)
         return name, f"SIGKILL with {in_flight:.0f} message(s) in Ardary calls"
 
