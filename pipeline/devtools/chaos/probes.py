@@ -19,6 +19,7 @@ __all__ = [
     "end_offsets",
     "gauge",
     "group_lag",
+    "group_lag_by_partition",
     "partition_leaders",
     "status_of",
 ]
@@ -92,6 +93,13 @@ def end_offsets(client: KafkaClientConfig, topics: Iterable[str]) -> dict[tuple[
 
 def group_lag(client: KafkaClientConfig, group: str, topics: Iterable[str]) -> int:
     """Records of `topics`, and of any other topic the group committed, not yet committed."""
+    return sum(group_lag_by_partition(client, group, topics).values())
+
+
+def group_lag_by_partition(
+    client: KafkaClientConfig, group: str, topics: Iterable[str]
+) -> dict[str, int]:
+    """`topic[partition]` → records not yet committed, for the partitions that lag."""
     from kafka import TopicPartition
 
     with _clients(client) as (admin, consumer):
@@ -102,9 +110,10 @@ def group_lag(client: KafkaClientConfig, group: str, topics: Iterable[str]) -> i
             for t in sorted(names)
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
-        lag = 0
+        lag: dict[str, int] = {}
         for tp, end in consumer.end_offsets(tps).items():
             done = committed.get(tp)
             offset = done.offset if done is not None and done.offset >= 0 else 0
-            lag += max(0, int(end) - offset)
+            if int(end) > offset:
+                lag[f"{tp.topic}[{tp.partition}]"] = int(end) - offset
         return lag

@@ -14,7 +14,13 @@ from typing import Any
 
 import httpx
 
-from pipeline.devtools.chaos.probes import end_offsets, gauge, group_lag, status_of
+from pipeline.devtools.chaos.probes import (
+    end_offsets,
+    gauge,
+    group_lag,
+    group_lag_by_partition,
+    status_of,
+)
 from pipeline.devtools.chaos.stack import WORKERS, ChaosStack
 from pipeline.topics import TOPICS, WAREHOUSE_TOPICS
 
@@ -52,7 +58,9 @@ def _look(stack: ChaosStack) -> dict[str, Any]:
     look["spool_records"] = gauge(f"{stack.ingress_url}/metrics", "ardary_ingress_spool_records")
     names = [stack.prefix + t for t in _WORKER_SOURCES]
     try:
-        look["worker_lag"] = group_lag(stack.client, stack.worker_group, names)
+        by_partition = group_lag_by_partition(stack.client, stack.worker_group, names)
+        look["worker_lag"] = sum(by_partition.values())
+        look["worker_lag_by_partition"] = by_partition  # the report names a stalled partition
         sink_topics = [s.full_name(stack.prefix) for s in WAREHOUSE_TOPICS]
         look["sink_lag"] = group_lag(stack.client, stack.sink_group, sink_topics)
         ends = end_offsets(stack.client, [s.full_name(stack.prefix) for s in TOPICS])
