@@ -13,6 +13,8 @@ three-broker SASL_SSL one, so plaintext and secured figures come from the same c
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 import click
@@ -62,7 +64,7 @@ class _Listed(click.Group):
 
 @click.group(cls=_Listed)
 def bench() -> None:
-    """Run a benchmark (ingress, outbound, correlate, sink) against the real broker."""
+    """Run a benchmark (ingress, outbound, correlate, sink, chaos) against the real broker."""
 
 
 @bench.command("ingress", short_help="Callbacks/s over real HTTP.")
@@ -220,3 +222,34 @@ def sink(n: int, pg_dsn: str | None, nodes: str | None, security: str | None) ->
         bench_postgres(pg_dsn, warn=warn) as dsn,
     ):
         run_sink_bench(cluster, n=n, pg_dsn=dsn, echo=click.echo)
+
+
+@bench.command("chaos", short_help="The whole stack under faults: losses, duplicates.")
+@click.option("--seconds", type=click.FloatRange(30, 3600), default=180, show_default=True,
+              help="Length of the load; the faults happen inside it.")  # fmt: skip
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Seeds the fault schedule, the load and the simulator.")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(1, 1000), default=20, show_default=True,
+              help="Send requests/s, and as many independent callbacks/s.")  # fmt: skip
+@click.option("--runs-dir", default=Path(".runs"), show_default=True,
+              type=click.Path(path_type=Path))  # fmt: skip
+@click.pass_context
+def chaos(ctx: click.Context, seconds: float, seed: int, rate: float, runs_dir: Path) -> None:
+    """Three brokers, ingress, two workers, sink and simulator under load while brokers,
+    workers, the sink and the ingress are killed, paused and stopped on a seeded schedule;
+    then every figure from ledgers the pipeline does not keep. Exit 1 unless all are 0."""
+    from pipeline.cli.paths import state_dir
+    from pipeline.devtools.chaos.run import ChaosConfig, run_chaos
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    run_dir = state_dir(runs_dir, "--runs-dir") / f"chaos-{stamp}-seed{seed}"
+    config = ChaosConfig(
+        seconds=seconds,
+        seed=seed,
+        run_dir=run_dir,
+        requests_per_second=rate,
+        callbacks_per_second=rate,
+    )
+    report = run_chaos(config, echo=click.echo)
+    if not report.passed:
+        ctx.exit(1)

@@ -31,7 +31,13 @@ def _rate(value: str | None) -> float | None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8090, show_default=True, type=int)
 @click.option("--callback-url", default=None, help="Where callbacks go; none → no callbacks.")
-@click.option("--dialect", type=click.Choice(["v1", "v2"]), default="v2", show_default=True)
+@click.option(
+    "--dialect",
+    type=click.Choice(["v1", "v2", "mixed"]),
+    default="v2",
+    show_default=True,
+    help="Callback dialect; mixed: each message's callbacks in one or the other.",
+)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--latency-ms", default=0.0, show_default=True, type=float)
 @click.option("--fail-rate", default=0.0, show_default=True, type=float, help="Share of 503s.")
@@ -69,6 +75,13 @@ def _rate(value: str | None) -> float | None:
 @click.option("--shuffle/--no-shuffle", default=False, show_default=True)
 @click.option("--delivery-delay-ms", default=200.0, show_default=True, type=float)
 @click.option(
+    "--callback-attempts",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 20),
+    help="Tries per callback (1: never retried, as Ardary documents no retry).",
+)
+@click.option(
     "--accounts",
     default=None,
     help='JSON {"login": "key"} or {"login": {"key": "…", "active": false}}; '
@@ -95,6 +108,7 @@ def simulator(
     drop_status_rate: float,
     shuffle: bool,
     delivery_delay_ms: float,
+    callback_attempts: int,
     accounts: str | None,
 ) -> None:
     """Ardary API simulator (sendSms, sendSmsSolo, contact) that also fires callbacks."""
@@ -107,7 +121,7 @@ def simulator(
         raise ConfigError(f"--accounts: {exc}") from exc
     config = SimulatorConfig(
         callback_url=callback_url,
-        dialect="v1" if dialect == "v1" else "v2",
+        dialect="v1" if dialect == "v1" else "mixed" if dialect == "mixed" else "v2",
         seed=seed,
         accounts=parsed_accounts,
         latency_ms=latency_ms,
@@ -125,6 +139,7 @@ def simulator(
         drop_status_rate=_probability("drop-status-rate", drop_status_rate),
         shuffle=shuffle,
         delivery_delay_ms=delivery_delay_ms,
+        callback_attempts=callback_attempts,
     )
     click.echo(
         f"Ardary simulator: ARDARY_BASE_URL=http://{host}:{port}/api "

@@ -125,4 +125,5 @@ def test_bench_lists_its_benchmarks_in_order_with_their_one_line_help() -> None:
         *["outbound", "Rate", "accuracy,", "msg/s."],
         *["correlate", "Events/s,", "latency."],
         *["sink", "Rows/s", "into", "DuckDB/PostgreSQL."],
+        *["chaos", "The", "whole", "stack", "under", "faults:", "losses,", "duplicates."],
     ]

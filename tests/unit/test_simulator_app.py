@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
 from pipeline.devtools.simulator.app import build_app
 from pipeline.devtools.simulator.config import SimulatorConfig
+from pipeline.devtools.simulator.dispatcher import CallbackDispatcher
+from pipeline.devtools.simulator.ledger import FiredCallback, Ledger
+from pipeline.devtools.simulator.plan import AcceptedMessage
 
 PHONE = "+33612345678"
 
@@ -100,3 +105,43 @@ async def test_the_ledger_keeps_what_scheduling_and_compliance_fields_came() -> 
     assert (transactional["marketing"], transactional["add_stop"]) == (None, None)
     assert transactional["date_to_send"] is None and transactional["add_stop_keys"] == []
     assert (php["add_stop"], php["add_stop_keys"]) == (0, ["add_stop"])
+
+
+async def test_every_callback_attempt_and_its_answer_is_in_the_ledger() -> None:
+    refused: list[str] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        if "sent" in request.url.params["status"] and not refused:
+            refused.append("sent")  # the first `sent` status is refused once
+            return httpx.Response(503)
+        return httpx.Response(200)
+
+    ledger = Ledger()
+    config = SimulatorConfig(
+        callback_url="http://ingress/cb",
+        callback_attempts=2,
+        callback_backoff_ms=1,
+        delivery_delay_ms=1,
+        click_probability=0,
+        reply_probability=0,
+        stop_probability=0,
+        missed_call_probability=0,
+    )
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receiver)) as http:
+        dispatcher = CallbackDispatcher(lambda: config, lambda _: None, http, ledger.fired)
+        dispatcher.schedule(AcceptedMessage("m1", "a@b.c", PHONE, "hi", None, datetime.now(UTC)))
+        while dispatcher.pending:
+            await asyncio.sleep(0.01)
+    attempts: list[FiredCallback] = ledger.callbacks
+    assert sorted((a.kind, a.attempt, a.outcome, a.status) for a in attempts) == [
+        ("status:received", 1, "ok", 200),
+        ("status:sent", 1, "http 503", 503),
+        ("status:sent", 2, "ok", 200),
+    ]
+    assert all(a.id_sms_api == "m1" and '"id_sms_api":"m1"' in a.raw for a in attempts)
+
+
+async def test_the_callbacks_route_lists_the_attempts(sim: httpx.AsyncClient) -> None:
+    r = await sim.get("/_sim/callbacks")
+    assert r.status_code == 200
+    assert r.json() == {"count": 0, "callbacks": []}

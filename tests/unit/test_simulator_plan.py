@@ -147,3 +147,18 @@ def test_a_dropped_receipt_takes_only_the_received_status_away() -> None:
     every = SimulatorConfig(drop_status_rate=1.0)
     kinds = [{cb.kind for cb in plan_callbacks(every, m)} for m in messages]
     assert all("status:sent" in k and "status:received" not in k for k in kinds)
+
+
+def test_mixed_dialect_picks_one_dialect_per_message_and_leaves_the_other_draws_alone() -> None:
+    mixed = SimulatorConfig(dialect="mixed", seed=3, **ALWAYS)
+    seen: set[str] = set()
+    for i in range(40):
+        m = msg(f"m{i}")
+        plan = plan_callbacks(mixed, m)
+        keys = {key for cb in plan if cb.kind.startswith("status") for key in cb.payload}
+        dialect = "v1" if "phonenumber" in keys else "v2"
+        seen.add(dialect)
+        # the same plan as the single-dialect mode it drew: same delays, same payloads
+        single = plan_callbacks(SimulatorConfig(dialect=dialect, seed=3, **ALWAYS), m)
+        assert plan == single
+    assert seen == {"v1", "v2"}

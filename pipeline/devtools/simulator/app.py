@@ -3,8 +3,9 @@
 Routes (each API route is served with and without the `/api` prefix, so a base URL of either
 `http://host:port/api` — the real API's shape — or `http://host:port` works):
 - POST /api/sendSms, /api/sendSmsSolo, /api/contact — as the vendor docs describe.
-- GET /_sim/ledger, GET /_sim/ledger/{id}, GET /_sim/stats, GET|POST /_sim/stop-list,
-  POST /_sim/reset, POST /_sim/config — inspection and runtime control.
+- GET /_sim/ledger, GET /_sim/ledger/{id}, GET /_sim/callbacks (every callback attempt and
+  its answer), GET /_sim/stats, GET|POST /_sim/stop-list, POST /_sim/reset, POST /_sim/config —
+  inspection and runtime control.
 
 Semantics: `mode: test` is validated and answered like prod and the message is recorded in the
 ledger (with its mode) but no callback fires. An account failure on /contact is HTTP 401 (the
@@ -77,7 +78,9 @@ class SimulatorState:
         self.ledger = Ledger()
         self.stop_list: set[str] = set()
         self.contacts: dict[str, dict[str, Any]] = {}
-        self.dispatcher = CallbackDispatcher(lambda: self.config, self.stop_list.add)
+        self.dispatcher = CallbackDispatcher(
+            lambda: self.config, self.stop_list.add, on_fired=lambda a: self.ledger.fired(a)
+        )
         self._ids = itertools.count(1)
         self.reset_counters()
 
@@ -303,6 +306,12 @@ async def ledger(request: Request) -> Response:
     return _json({"count": len(entries), "messages": entries})
 
 
+async def fired_callbacks(request: Request) -> Response:
+    state: SimulatorState = request.app.state.sim
+    attempts = [a.as_json() for a in state.ledger.callbacks]
+    return _json({"count": len(attempts), "callbacks": attempts})
+
+
 async def ledger_entry(request: Request) -> Response:
     state: SimulatorState = request.app.state.sim
     entry = state.ledger.entries.get(request.path_params["id_sms_api"])
@@ -389,6 +398,7 @@ def build_app(config: SimulatorConfig) -> Starlette:
         Route("/healthz", healthz, methods=["GET"]),
         Route("/_sim/ledger", ledger, methods=["GET"]),
         Route("/_sim/ledger/{id_sms_api:str}", ledger_entry, methods=["GET"]),
+        Route("/_sim/callbacks", fired_callbacks, methods=["GET"]),
         Route("/_sim/stats", stats, methods=["GET"]),
         Route("/_sim/reset", reset, methods=["POST"]),
         Route("/_sim/config", configure, methods=["POST"]),

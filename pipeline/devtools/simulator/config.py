@@ -8,9 +8,18 @@ from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, Literal
 
-__all__ = ["RUNTIME_FIELDS", "Account", "Dialect", "SimulatorConfig", "parse_accounts"]
+__all__ = [
+    "RUNTIME_FIELDS",
+    "Account",
+    "Dialect",
+    "DialectChoice",
+    "SimulatorConfig",
+    "parse_accounts",
+]
 
 Dialect = Literal["v1", "v2"]
+# "mixed": each message's callbacks in one dialect or the other, drawn from its own seed
+DialectChoice = Literal["v1", "v2", "mixed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +38,7 @@ class SimulatorConfig:
     """Everything the simulator does; `accounts=None` accepts any login with a non-empty key."""
 
     callback_url: str | None = None
-    dialect: Dialect = "v2"
+    dialect: DialectChoice = "v2"
     seed: int = 0
     accounts: Mapping[str, Account] | None = None
     forbidden_words: tuple[str, ...] = ("forbiddenword",)

@@ -1,13 +1,16 @@
 """Fires planned callbacks at the callback URL as Ardary does: GET ?param=<encoded JSON>.
 
-Background tasks, bounded concurrency, a few retries with exponential backoff on failure.
-The callback URL may carry the ingress token, so it is never logged.
+Background tasks, bounded concurrency, a few retries with exponential backoff on failure
+(`callback_attempts=1`: none, as Ardary documents no retry). Every attempt and its answer is
+told to `on_fired` (the ledger). The callback URL may carry the ingress token, so it is never
+logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from urllib.parse import quote
@@ -16,18 +19,24 @@ import httpx
 import orjson
 
 from pipeline.devtools.simulator.config import SimulatorConfig
+from pipeline.devtools.simulator.ledger import FiredCallback
 from pipeline.devtools.simulator.plan import AcceptedMessage, PlannedCallback, plan_callbacks
 
-__all__ = ["CallbackDispatcher", "callback_url_for"]
+__all__ = ["CallbackDispatcher", "callback_raw", "callback_url_for"]
 
 log = logging.getLogger(__name__)
 
 _URI_COMPONENT_SAFE = "-_.!~*'()"  # what JavaScript's encodeURIComponent leaves alone
 
 
-def callback_url_for(base: str, cb: PlannedCallback) -> str:
+def callback_raw(cb: PlannedCallback) -> str:
+    """The JSON text a callback carries (what the receiver decodes from the query)."""
+    return orjson.dumps(dict(cb.payload)).decode()
+
+
+def callback_url_for(base: str, cb: PlannedCallback, raw: str | None = None) -> str:
     """`base` with `?{param}={encodeURIComponent(json)}` appended (or `&…` if it has a query)."""
-    encoded = quote(orjson.dumps(dict(cb.payload)).decode(), safe=_URI_COMPONENT_SAFE)
+    encoded = quote(callback_raw(cb) if raw is None else raw, safe=_URI_COMPONENT_SAFE)
     return f"{base}{'&' if '?' in base else '?'}{cb.param}={encoded}"
 
 
@@ -39,9 +48,11 @@ class CallbackDispatcher:
         config: Callable[[], SimulatorConfig],
         on_stop: Callable[[str], None],
         http: httpx.AsyncClient | None = None,
+        on_fired: Callable[[FiredCallback], None] = lambda attempt: None,
     ) -> None:
         self._config = config
         self._on_stop = on_stop
+        self._on_fired = on_fired
         self._http = http
         self._own_http = http is None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -63,7 +74,7 @@ class CallbackDispatcher:
             self._sem = asyncio.Semaphore(config.callback_concurrency)
         for cb in plan_callbacks(config, message):
             self.stats["planned"] += 1
-            task = asyncio.create_task(self._fire(config.callback_url, cb))
+            task = asyncio.create_task(self._fire(config.callback_url, cb, message.id_sms_api))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -72,26 +83,35 @@ class CallbackDispatcher:
         """Callbacks planned and not yet delivered or given up."""
         return len(self._tasks)
 
-    async def _fire(self, base: str, cb: PlannedCallback) -> None:
+    async def _fire(self, base: str, cb: PlannedCallback, id_sms_api: str) -> None:
         await asyncio.sleep(cb.delay)
         if cb.joins_stop_list:
             self._on_stop(cb.phone_number)
-        url = callback_url_for(base, cb)
+        raw = callback_raw(cb)
+        url = callback_url_for(base, cb, raw)
         assert self._sem is not None
         config = self._config()
         attempts = max(1, config.callback_attempts)
         for attempt in range(1, attempts + 1):
             problem: str
-            try:
-                async with self._sem:
+            status: int | None = None
+            async with self._sem:
+                fired_at = time.time()
+                try:
                     response = await self._client().get(url)
-                if response.status_code < 300:
-                    self.stats["delivered"] += 1
-                    self.stats[f"delivered:{cb.param}"] += 1
-                    return
-                problem = f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                problem = type(exc).__name__
+                    status = response.status_code
+                    problem = "ok" if status < 300 else f"http {status}"
+                except httpx.HTTPError as exc:
+                    problem = type(exc).__name__
+            self._on_fired(
+                FiredCallback(
+                    cb.kind, cb.param, raw, id_sms_api, attempt, fired_at, problem, status
+                )
+            )
+            if problem == "ok":
+                self.stats["delivered"] += 1
+                self.stats[f"delivered:{cb.param}"] += 1
+                return
             self.stats["attempt_failed"] += 1
             if attempt < attempts:
                 await asyncio.sleep(config.callback_backoff_ms / 1000.0 * 2 ** (attempt - 1))

@@ -1,4 +1,5 @@
-"""The simulator's ledger: every message it accepted, by id_sms_api, duplicates made visible."""
+"""The simulator's ledger: every message it accepted, by id_sms_api, duplicates made visible,
+and every callback it fired with the answer it got (what a test reconciles the warehouse with)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["Ledger", "LedgerEntry"]
+__all__ = ["FiredCallback", "Ledger", "LedgerEntry"]
 
 
 @dataclass(slots=True)
@@ -41,6 +42,29 @@ class LedgerEntry:
         return asdict(self)
 
 
+@dataclass(frozen=True, slots=True)
+class FiredCallback:
+    """One attempt to deliver a callback: what was sent and what came back.
+
+    `raw` is the JSON text sent as the value of `?{param}=` (before URL encoding), so it can be
+    matched byte for byte with what a receiver stored; `outcome` is `ok` (a 2xx), `http <code>`
+    or the name of the transport error (no answer).
+    """
+
+    kind: str
+    param: str
+    raw: str
+    id_sms_api: str
+    attempt: int
+    fired_at: float
+    outcome: str
+    status: int | None
+
+    def as_json(self) -> dict[str, Any]:
+        """The attempt as a JSON-ready dict."""
+        return asdict(self)
+
+
 class Ledger:
     """Accepted messages and per-second acceptance counts (test-mode messages included)."""
 
@@ -50,6 +74,7 @@ class Ledger:
         self.accepted = 0
         self.accepted_by_mode: Counter[str] = Counter()
         self.rejected_by_code: Counter[str] = Counter()
+        self.callbacks: list[FiredCallback] = []
 
     def accept(self, entry: LedgerEntry) -> int:
         """Record an accepted message; returns how many times its id was submitted so far."""
@@ -63,6 +88,10 @@ class Ledger:
         known.submissions += 1
         known.last_accepted_at = entry.last_accepted_at
         return known.submissions
+
+    def fired(self, attempt: FiredCallback) -> None:
+        """Record one callback delivery attempt and its answer."""
+        self.callbacks.append(attempt)
 
     def reject(self, codes: list[str]) -> None:
         """Count a refused message by its codes."""

@@ -1,7 +1,9 @@
 """Which callbacks an accepted message triggers, when, and in which dialect (pure, seeded).
 
 Every draw for a message comes from `random.Random(f"{seed}:{id_sms_api}")`, in a fixed order,
-so the same seed and id give the same plan however requests interleave.
+so the same seed and id give the same plan however requests interleave. With `dialect="mixed"`
+each message's callbacks are all in one dialect, drawn from a stream of its own (so the other
+draws, and the plans of the single-dialect modes, stay as they were).
 
 Dialects (see the vendor docs in shared/seeds):
 - v1: `?status=` {user, phonenumber, status, date_status ISO-Z, id_sms_api};
@@ -31,6 +33,7 @@ __all__ = [
     "REPLY_TEXTS",
     "AcceptedMessage",
     "PlannedCallback",
+    "dialect_for",
     "drops_receipt",
     "message_rng",
     "plan_callbacks",
@@ -66,6 +69,13 @@ class PlannedCallback:
 def message_rng(seed: int, id_sms_api: str) -> random.Random:
     """The random stream of one message (string seeds hash deterministically)."""
     return random.Random(f"{seed}:{id_sms_api}")
+
+
+def dialect_for(config: SimulatorConfig, id_sms_api: str) -> Dialect:
+    """The dialect of a message's callbacks: the configured one, or a seeded draw when mixed."""
+    if config.dialect != "mixed":
+        return config.dialect
+    return "v1" if message_rng(config.seed, f"dialect:{id_sms_api}").random() < 0.5 else "v2"
 
 
 def _iso_z(moment: datetime) -> str:
@@ -163,7 +173,7 @@ def plan_callbacks(config: SimulatorConfig, m: AcceptedMessage) -> tuple[Planned
     """
     rng = message_rng(config.seed, m.id_sms_api)
     zone = ZoneInfo(config.timezone)
-    d = config.dialect
+    d = dialect_for(config, m.id_sms_api)
     base = config.delivery_delay_ms / 1000.0
     sent = base * rng.uniform(0.1, 0.3)
     received = base * rng.uniform(0.8, 1.2)

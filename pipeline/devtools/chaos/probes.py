@@ -1,0 +1,119 @@
+"""What the chaos run reads of the running stack: Prometheus gauges, readiness, consumer-group
+lag, partition leaders and topic end offsets. Every probe answers None (or raises nothing) when
+the thing it asks is down: the run is there to see things down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.kafka.config import KafkaClientConfig
+
+__all__ = [
+    "end_offsets",
+    "gauge",
+    "group_lag",
+    "group_lag_by_partition",
+    "partition_leaders",
+    "status_of",
+]
+
+
+def gauge(url: str, name: str, timeout: float = 2.0) -> float | None:
+    """The sum over every label set of metric `name` at `url` (None: unreachable or absent)."""
+    try:
+        text = httpx.get(url, timeout=timeout).text
+    except httpx.HTTPError:
+        return None
+    total: float | None = None
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                total = (total or 0.0) + sample.value
+    return total
+
+
+def status_of(url: str, timeout: float = 2.0) -> int | None:
+    """The HTTP status `url` answers (None: no answer)."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code
+    except httpx.HTTPError:
+        return None
+
+
+@contextlib.contextmanager
+def _clients(client: KafkaClientConfig, timeout_ms: int = 5000) -> Iterator[tuple[Any, Any]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+
+    options = {**client.kafka_python(), "request_timeout_ms": timeout_ms}
+    admin = KafkaAdminClient(**options, client_id="chaos-probe")
+    try:
+        consumer = KafkaConsumer(**options, client_id="chaos-probe", group_id=None)
+        try:
+            yield admin, consumer
+        finally:
+            consumer.close()
+    finally:
+        admin.close()
+
+
+def partition_leaders(client: KafkaClientConfig, topic: str) -> dict[int, int]:
+    """partition → id of its leader node, for the partitions that have one."""
+    with _clients(client) as (admin, _):
+        (described,) = admin.describe_topics([topic])
+    leaders: dict[int, int] = {}
+    for p in described["partitions"]:
+        leader = p.get("leader_id", p.get("leader", -1))
+        if leader is not None and leader >= 0:
+            leaders[int(p.get("partition_index", p.get("partition")))] = int(leader)
+    return leaders
+
+
+def end_offsets(client: KafkaClientConfig, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """(topic, partition) → end offset, for every partition of `topics` that exists."""
+    from kafka import TopicPartition
+
+    with _clients(client) as (_, consumer):
+        tps = [
+            TopicPartition(t, p)
+            for t in topics
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        return {(tp.topic, tp.partition): int(o) for tp, o in consumer.end_offsets(tps).items()}
+
+
+def group_lag(client: KafkaClientConfig, group: str, topics: Iterable[str]) -> int:
+    """Records of `topics`, and of any other topic the group committed, not yet committed."""
+    return sum(group_lag_by_partition(client, group, topics).values())
+
+
+def group_lag_by_partition(
+    client: KafkaClientConfig, group: str, topics: Iterable[str]
+) -> dict[str, int]:
+    """`topic[partition]` → records not yet committed, for the partitions that lag."""
+    from kafka import TopicPartition
+
+    with _clients(client) as (admin, consumer):
+        committed = (admin.list_group_offsets(group) or {}).get(group) or {}
+        names = set(topics) | {tp.topic for tp in committed}
+        tps = [
+            TopicPartition(t, p)
+            for t in sorted(names)
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        lag: dict[str, int] = {}
+        for tp, end in consumer.end_offsets(tps).items():
+            done = committed.get(tp)
+            offset = done.offset if done is not None and done.offset >= 0 else 0
+            if int(end) > offset:
+                lag[f"{tp.topic}[{tp.partition}]"] = int(end) - offset
+        return lag
