@@ -68,25 +68,39 @@ def _publisher(settings: Settings) -> SendRequestPublisher:
 @click.option("--to", "to", default=None, help="Recipient (E.164) of a single message.")
 @click.option("--message", default=None, help="Text of a single message.")
 @click.option("--login", default=None, help="Ardary login (default: ARDARY_LOGIN).")
+@click.option(
+    "--marketing",
+    is_flag=True,
+    help="A marketing message: sent only inside its recipient's window (SENDING_WINDOWS), with "
+    "Ardary's STOP mention (a file's lines say it with their own `marketing` field).",
+)
 @click.option("--skip-invalid", is_flag=True, help="Publish the valid lines, report the others.")
 def publish(
     file: Path | None,
     to: str | None,
     message: str | None,
     login: str | None,
+    marketing: bool,
     skip_invalid: bool,
 ) -> None:
     """Publish send requests from FILE.jsonl, or one with --to and --message."""
     settings = load_settings()
     if (file is None) == (to is None and message is None):
         raise click.UsageError("give FILE.jsonl, or --to and --message (not both)")
+    if marketing and file is not None:
+        raise click.UsageError("--marketing goes with --to/--message (a file's lines carry it)")
     if not (login or settings.ardary_login):
         raise ConfigError("ARDARY_LOGIN: not set (or pass --login)")
     if file is None:
         if not to or not message:
             raise click.UsageError("--to and --message go together")
         request = parse_send_request(
-            {"phone_number": to, "message": message, "login": login or settings.ardary_login},
+            {
+                "phone_number": to,
+                "message": message,
+                "login": login or settings.ardary_login,
+                "marketing": marketing,
+            },
             now=datetime.now(UTC),
             tz=settings.timezone,
         )

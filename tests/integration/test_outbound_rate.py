@@ -64,5 +64,9 @@ def test_two_workers_share_one_rate(
     window = [t for t in stamps if start <= t < start + SECONDS]
     achieved = len(window) / SECONDS
     assert RATE * 0.9 <= achieved <= RATE * 1.1, achieved
-    # each worker alone runs at half the rate: without the division it would be twice RATE
-    assert _peak(window) <= RATE * 1.1 + 2
+    # each worker alone runs at half the rate: without the division it would be twice RATE.
+    # A worker paces its calls (OUTBOUND_PACING_SECONDS, 0.25 s: 4 calls a second of 5
+    # messages each); the simulator stamps a call when it gets to it, so one 1-s window of its
+    # clock may hold one call more per worker than the workers' own clocks allowed.
+    per_call = RATE / 2 * 0.25
+    assert _peak(window) <= RATE * 1.1 + 2 * per_call

@@ -104,6 +104,10 @@ def test_publisher_returns_ids_and_single_message_flags(
     assert len(set(ids)) == 5
     done = _run(["--to", "+33612345678", "--message", "solo"], env)
     assert done.returncode == 0, done.stderr
-    got = _read_all(kafka_bootstrap, topic, expected=6)
+    promo = _run(["--to", "+33612345678", "--message", "promo", "--marketing"], env)
+    assert promo.returncode == 0, promo.stderr
+    got = _read_all(kafka_bootstrap, topic, expected=7)
     assert [r.id_sms_api for _, r in got[:5]] == ids
     assert got[5][1].id_sms_api == done.stdout.strip()
+    assert not got[5][1].marketing
+    assert (got[6][1].id_sms_api, got[6][1].marketing) == (promo.stdout.strip(), True)
