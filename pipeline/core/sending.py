@@ -3,7 +3,7 @@
 Nothing here touches Kafka or HTTP. The agent (`pipeline.agents.outbound`) feeds requests in,
 sends what `PriorityBatcher` hands out and stores `SendState` values in its changelog table.
 
-Send states, per id_sms_api (the "exactly one SMS" record of DESIGN.md):
+Send states, per id_sms_api (the record behind "never sent twice"):
 
     (none) ──▶ IN_FLIGHT ──▶ DONE(result) ──▶ PUBLISHED(result)
                written and acknowledged     the SendResult was produced and acknowledged

@@ -5,7 +5,7 @@ so the same seed and id give the same plan however requests interleave. With `di
 each message's callbacks are all in one dialect, drawn from a stream of its own (so the other
 draws, and the plans of the single-dialect modes, stay as they were).
 
-Dialects (see the vendor docs in shared/seeds):
+Dialects (Ardary's two published API documents):
 - v1: `?status=` {user, phonenumber, status, date_status ISO-Z, id_sms_api};
   `?click=` {title "clicked link", phonenumber, link, date naive local, id_sms_api};
   `?message=` {title "incoming sms", from, body, date naive local};
