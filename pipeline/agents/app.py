@@ -3,8 +3,8 @@
 Agents live in their own modules and are attached by name (`register(app, streams, settings)`),
 so `ardary-pipeline worker --agents outbound` imports and runs only what it is asked to.
 Processing is at-least-once; agents make their effects idempotent by `id_sms_api`/`event_id`
-(faust's `exactly_once` has open bugs: faust-streaming #229, #596 and the README's
-Reliability guarantees).
+(faust's `exactly_once` guarantee, built on Kafka transactions, is not used: idempotent effects
+are simpler to prove under the crash tests).
 """
 
 from __future__ import annotations
