@@ -6,11 +6,13 @@ import contextlib
 import ctypes
 import gc
 import os
+import secrets
 import signal
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
-__all__ = ["batch_gc", "die_with_parent", "free_port", "free_ports"]
+__all__ = ["batch_gc", "die_with_parent", "free_port", "free_ports", "server_ports"]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _HOST = "127.0.0.1"
@@ -28,6 +30,45 @@ def free_ports(count: int = 1) -> list[int]:
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _ephemeral_low() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux default 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((_HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def server_ports(count: int) -> list[int]:
+    """`count` distinct free loopback ports below the kernel's ephemeral range.
+
+    For servers that bind seconds after the choice (a JVM starting): a port `free_ports` returns
+    comes from the ephemeral range, so an outgoing connection may take it meanwhile — a starting
+    Kafka node's own connections to its peers did, on a loaded machine ("Address already in
+    use"). The kernel never hands a port below that range to an outgoing connection.
+    """
+    low = _ephemeral_low()
+    first = 10_000
+    if low - first < 100 * count:
+        return free_ports(count)
+    chosen: list[int] = []
+    for _ in range(100 * count):
+        port = first + secrets.randbelow(low - first)
+        if port not in chosen and _bindable(port):
+            chosen.append(port)
+            if len(chosen) == count:
+                return chosen
+    return free_ports(count)
 
 
 def free_port() -> int:

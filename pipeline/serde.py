@@ -324,6 +324,7 @@ class HttpRegistryClient:
 
             auth = httpx.BasicAuth(config.username, config.password.get_secret_value())
         self.config = config
+        self._auth = auth
         self._client = SchemaRegistryClient(
             url=config.url,
             ca_location=str(config.ca_file) if config.ca_file else None,
@@ -371,6 +372,31 @@ class HttpRegistryClient:
             raise BrokerError(
                 f"the schema registry at {url} failed: {type(exc).__name__} (SCHEMA_REGISTRY_URL)"
             ) from None
+        except ValueError:
+            # the client parses every answer as JSON: a refused login with an empty body (as
+            # Apicurio answers 401) surfaces as a JSONDecodeError, without its status code
+            raise self._refused_or_broken() from None
+
+    def _refused_or_broken(self) -> ConfigError | BrokerError:
+        """Why the registry answered something that is not JSON: ask again, read the status."""
+        import httpx
+
+        url = self.config.url
+        verify = str(self.config.ca_file) if self.config.ca_file else True
+        try:
+            status = httpx.get(f"{url}/subjects", auth=self._auth, verify=verify, timeout=10)
+        except httpx.HTTPError as exc:
+            return BrokerError(f"the schema registry at {url} failed: {type(exc).__name__}")
+        if status.status_code in (401, 403):
+            who = self.config.username or "(none: SCHEMA_REGISTRY_USERNAME is unset)"
+            return ConfigError(
+                f"SCHEMA_REGISTRY_PASSWORD: the registry at {url} refused the login of "
+                f"SCHEMA_REGISTRY_USERNAME={who}"
+            )
+        return BrokerError(
+            f"the schema registry at {url} answered HTTP {status.status_code} without JSON "
+            "(SCHEMA_REGISTRY_URL)"
+        )
 
 
 class ConfluentCodec(_AvroBody):

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import uuid4
 
 # Imported here, not first by hypothesis's plugin at the session's end: compiling it then, with
@@ -29,6 +30,7 @@ import hypothesis  # noqa: F401
 import pytest
 
 from pipeline.devtools.localkafka import LocalKafka
+from pipeline.devtools.registry import LocalRegistry
 from tests import polling
 from tests.docker_broker import container_broker
 
@@ -155,6 +157,96 @@ def wait_until() -> Callable[..., Any]:
     The fixture form of the tests' one polling helper, for tests that take it as an argument.
     """
     return polling.wait_until
+
+
+# -- the secured cluster and the schema registry (issue 14; tests marked `secured`) -------------
+
+SECURED_HEAP_MB = 256  # per node: three of them share a 2-core CI box with everything else
+
+
+class SecuredCluster(NamedTuple):
+    """The session's three-node SASL_SSL cluster and the KAFKA_* settings that reach it."""
+
+    kafka: LocalKafka
+    settings: dict[str, str]  # `client_settings()`: the password is in here
+
+
+class Registry(NamedTuple):
+    """The session's schema registry: its Confluent-API URL and its one user."""
+
+    url: str
+    user: str
+    password: str
+
+    def settings(self) -> dict[str, str]:
+        """The SCHEMA_REGISTRY_* variables of a pipeline process using it."""
+        return {
+            "SCHEMA_REGISTRY_URL": self.url,
+            "SCHEMA_REGISTRY_USERNAME": self.user,
+            "SCHEMA_REGISTRY_PASSWORD": self.password,
+        }
+
+
+def java_children() -> set[int]:
+    """The live JVMs this process started itself (its direct children named `java`)."""
+    mine = str(os.getpid())
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm, _, rest = (entry / "stat").read_text().rpartition(")")
+            state, ppid = rest.split()[:2]
+        except (OSError, ValueError):
+            continue
+        if ppid == mine and state != "Z" and comm.endswith("(java"):
+            found.add(int(entry.name))
+    return found
+
+
+def assert_jvms_gone(pids: set[int], what: str, timeout: float = 10.0) -> None:
+    """Fail unless every JVM of `pids` has exited (and been reaped) within `timeout`."""
+    polling.wait_until(
+        lambda: not (pids & java_children()), timeout, f"the JVMs of {what} {sorted(pids)} to exit"
+    )
+
+
+@pytest.fixture(scope="session")
+def secured_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredCluster]:
+    """Three Kafka nodes with SASL_SSL (SCRAM, a test CA) in their own data dir, per session.
+
+    Tests share it: each uses its own topic prefix. At the end the fixture checks that none of
+    the cluster's JVMs outlived `stop()` (also those restarted by a fault test).
+    """
+    kafka = LocalKafka(
+        data_dir=tmp_path_factory.mktemp("secured-kafka"),
+        nodes=3,
+        security="sasl_ssl",
+        heap_mb=SECURED_HEAP_MB,
+    )
+    before = java_children()
+    kafka.start()
+    try:
+        yield SecuredCluster(kafka, kafka.client_settings())
+    finally:
+        jvms = java_children() - before
+        kafka.stop()
+        assert_jvms_gone(jvms, "the secured cluster")
+
+
+@pytest.fixture(scope="session")
+def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A real Confluent-API schema registry (Apicurio) with basic auth and one user, per session."""
+    user, password = "pipeline", secrets.token_urlsafe(16)
+    registry = LocalRegistry({user: password}, log_dir=tmp_path_factory.mktemp("registry"))
+    before = java_children()
+    registry.start()
+    try:
+        yield Registry(registry.url, user, password)
+    finally:
+        jvms = java_children() - before
+        registry.stop()
+        assert_jvms_gone(jvms, "the schema registry")
 
 
 # PostgreSQL for the sink tests: a throw-away server from Debian's binaries, one per session.

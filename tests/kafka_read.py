@@ -2,7 +2,8 @@
 
 `read_topic` takes everything up to the end offsets at the call, raw. `TopicReader` keeps
 reading as records arrive and decodes them, for tests that wait for output to appear. Both
-assign every partition of the topic and start from the beginning.
+assign every partition of the topic and start from the beginning. Where a bootstrap string is
+taken, a `KafkaClientConfig` reaches a secured cluster.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
 
+from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.serde import Codec, make_codec
 from tests.polling import wait_until
 
@@ -22,9 +24,13 @@ with warnings.catch_warnings():
 __all__ = ["TopicReader", "read_topic"]
 
 
-def _from_the_beginning(bootstrap: str, topic: str, timeout: float) -> tuple[Any, list[Any]]:
+def _from_the_beginning(
+    bootstrap: str | KafkaClientConfig, topic: str, timeout: float
+) -> tuple[Any, list[Any]]:
     """A group-less consumer assigned every partition of `topic`, at the beginning."""
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        **client_config(bootstrap).kafka_python(), group_id=None, enable_auto_commit=False
+    )
     try:
         parts = wait_until(lambda: consumer.partitions_for_topic(topic), timeout, f"topic {topic}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
@@ -36,7 +42,7 @@ def _from_the_beginning(bootstrap: str, topic: str, timeout: float) -> tuple[Any
     return consumer, tps
 
 
-def read_topic(bootstrap: str, topic: str, timeout: float = 30.0) -> list[Any]:
+def read_topic(bootstrap: str | KafkaClientConfig, topic: str, timeout: float = 30.0) -> list[Any]:
     """Every record of every partition of `topic` up to its end offsets at the call.
 
     kafka-python `ConsumerRecord`s (partition, offset, key, value, ...), in order per partition.
@@ -64,7 +70,11 @@ class TopicReader:
     """Reads a whole topic as records arrive and keeps what it decoded (`records`)."""
 
     def __init__(
-        self, bootstrap: str, topic: str, codec: Codec | None = None, timeout: float = 20.0
+        self,
+        bootstrap: str | KafkaClientConfig,
+        topic: str,
+        codec: Codec | None = None,
+        timeout: float = 20.0,
     ) -> None:
         self.topic = topic
         self.codec = codec or make_codec(None)

@@ -23,7 +23,7 @@ from typing import IO, Self
 
 from pipeline.devtools.kafkajars import file_lock, first_error_line, require_tools
 from pipeline.errors import BrokerError, EnvironmentMissing
-from pipeline.procutil import die_with_parent, free_port
+from pipeline.procutil import die_with_parent, server_ports
 
 __all__ = ["APICURIO_VERSION", "LocalRegistry", "ensure_registry", "registry_cache_dir"]
 
@@ -110,7 +110,7 @@ class LocalRegistry:
         self, users: dict[str, str], port: int | None = None, log_dir: Path | None = None
     ) -> None:
         self.users = dict(users)
-        self.port = port or free_port()
+        self.port = port or server_ports(1)[0]
         self._log_dir = log_dir
         self._proc: subprocess.Popen[bytes] | None = None
         self._out: IO[bytes] | None = None
