@@ -204,7 +204,7 @@ def java_children() -> set[int]:
     return found
 
 
-def assert_jvms_gone(pids: set[int], what: str, timeout: float = 10.0) -> None:
+def assert_jvms_gone(pids: set[int], what: str, timeout: float = 45.0) -> None:
     """Fail unless every JVM of `pids` has exited (and been reaped) within `timeout`."""
     polling.wait_until(
         lambda: not (pids & java_children()), timeout, f"the JVMs of {what} {sorted(pids)} to exit"

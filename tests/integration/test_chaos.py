@@ -18,7 +18,7 @@ import pytest
 
 from pipeline.devtools.chaos.run import ChaosConfig, run_chaos
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.known_stall]
 
 SECONDS = 60.0
 

@@ -51,8 +51,12 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
+    from kafka.errors import KafkaError
 
-pytestmark = [pytest.mark.integration, pytest.mark.secured]
+# known_stall: after the leader kill the worker's commits stopped short of the end in the one
+# run so far ("the worker to commit every input record", 90 s): the stall of README's "Not done
+# yet", on one killed broker instead of three.
+pytestmark = [pytest.mark.integration, pytest.mark.secured, pytest.mark.known_stall]
 
 N = 500
 OLD_EVERY = 10  # every tenth request is written with the older SendRequest schema
@@ -142,10 +146,17 @@ def _decoded(codec: Codec, value: bytes, kind: type[R]) -> R:
     return record
 
 
-def _leader_of(client: KafkaClientConfig, topic: str, partition: int) -> int:
-    admin = KafkaAdminClient(**client.kafka_python(), client_id="secured-test")
+def _leader_of(client: KafkaClientConfig, topic: str, partition: int) -> int | None:
+    """The partition's leader, or None while the admin client reaches no live broker (its
+    first bootstrap may be the node just killed: kafka-python does not try the next one)."""
+    try:
+        admin = KafkaAdminClient(**client.kafka_python(), client_id="secured-test")
+    except KafkaError:
+        return None
     try:
         (described,) = admin.describe_topics([topic])
+    except KafkaError:
+        return None
     finally:
         admin.close()
     (found,) = [p for p in described["partitions"] if p["partition_index"] == partition]
@@ -199,6 +210,7 @@ def _drive(
     """Publish, kill the leader of partition 0 mid-run, restart it, wait until all is done."""
     requests_topic = f"{stack.prefix}sms.send-requests"
     leader = _leader_of(stack.client, requests_topic, 0)
+    assert leader is not None, "no broker answered before the kill"
     _publish_upstream(stack.client, registry, requests_topic, requests)
 
     def accepted() -> int:
@@ -209,7 +221,7 @@ def _drive(
     cluster.kafka.kill_node(leader)
     accepted_at_kill = accepted()
     wait_until(
-        lambda: _leader_of(stack.client, requests_topic, 0) != leader,
+        lambda: _leader_of(stack.client, requests_topic, 0) not in (leader, None),
         60,
         f"a new leader for {requests_topic}-0 after node {leader} was killed",
         interval=0.5,
