@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-8)
 
 
-.PHONY: help setup system jars tools test lint typecheck unit integration demo dev broker bench clean
+.PHONY: help setup system jars tools test lint audit typecheck unit integration demo dev broker bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -35,11 +35,15 @@ setup: $(STAMP) system jars tools ## venv + packages + Kafka jars + system packa
 jars: $(STAMP) ## fetch Apache Kafka's jars from Maven Central into ~/.cache (once)
 	@$(BIN)/python -c "from pipeline.devtools.kafkajars import ensure_jars; print('kafka jars:', ensure_jars())"
 
-lint: $(STAMP) ## ruff (lint + format), import-linter (the layers), deptry (declared dependencies)
+lint: $(STAMP) ## ruff (lint + format), import-linter (the layers), deptry (declared dependencies), pip-audit
 	$(BIN)/ruff check pipeline tests
 	$(BIN)/ruff format --check pipeline tests
 	$(BIN)/lint-imports
 	$(BIN)/deptry .
+	$(BIN)/python -m pipeline.devtools.audit
+
+audit: $(STAMP) ## pip-audit: report known vulnerabilities, fail on one with a fix (skips, saying so, offline)
+	$(BIN)/python -m pipeline.devtools.audit
 
 typecheck: $(STAMP) ## mypy --strict on pipeline/
 	$(BIN)/mypy
