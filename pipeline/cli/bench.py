@@ -64,7 +64,7 @@ class _Listed(click.Group):
 
 @click.group(cls=_Listed)
 def bench() -> None:
-    """Run a benchmark (ingress, outbound, correlate, sink, chaos) against the real broker."""
+    """Run a benchmark (ingress, outbound, correlate, sink, chaos, fuzz) against the real broker."""
 
 
 @bench.command("ingress", short_help="Callbacks/s over real HTTP.")
@@ -253,3 +253,25 @@ def chaos(ctx: click.Context, seconds: float, seed: int, rate: float, runs_dir: 
     report = run_chaos(config, echo=click.echo)
     if not report.passed:
         ctx.exit(1)
+
+
+@bench.command("fuzz", short_help="Hostile callbacks: 5xx, dead letters, RSS.")
+@click.option("--count", type=click.IntRange(100, 10**7), default=100_000, show_default=True)
+@click.option("--checkpoint", type=click.IntRange(10, 10**6), default=10_000, show_default=True,
+              help="RSS is taken after this many requests and at the end.")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--corpus", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Requests file: read when it exists, else generated into it.")  # fmt: skip
+@click.option("--generate-only", is_flag=True,
+              help="Write --corpus and stop (no broker): generation is the slow part.")  # fmt: skip
+def fuzz(count: int, checkpoint: int, seed: int, corpus: Path | None, generate_only: bool) -> None:
+    """Hypothesis-generated hostile callbacks against the shipped ingress (broker up)."""
+    from pipeline.devtools.bench.fuzz import generate_corpus, run_fuzz
+
+    if generate_only:
+        if corpus is None:
+            raise click.UsageError("--generate-only needs --corpus")
+        generate_corpus(count, seed, corpus)
+        click.echo(f"{count:,} requests written to {corpus}")
+        return
+    run_fuzz(count=count, checkpoint=checkpoint, seed=seed, corpus=corpus, echo=click.echo)

@@ -126,4 +126,5 @@ def test_bench_lists_its_benchmarks_in_order_with_their_one_line_help() -> None:
         *["correlate", "Events/s,", "latency."],
         *["sink", "Rows/s", "into", "DuckDB/PostgreSQL."],
         *["chaos", "The", "whole", "stack", "under", "faults:", "losses,", "duplicates."],
+        *["fuzz", "Hostile", "callbacks:", "5xx,", "dead", "letters,", "RSS."],
     ]
