@@ -22,7 +22,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -34,7 +33,6 @@ from typing import IO, Self
 
 from pipeline.devtools.certs import ensure_tls_files
 from pipeline.devtools.kafkajars import (
-    INSTALL_HINT,
     KAFKA_VERSION,
     ensure_jars,
     require_tools,
@@ -51,38 +49,13 @@ from pipeline.devtools.kafkanode import (
     render_log4j2_properties,
     render_node_properties,
 )
-from pipeline.errors import BrokerError, ConfigError, EnvironmentMissing
+from pipeline.devtools.kafkaprobe import brokers_listed, log_tail, port_is_free, raise_for_java
+from pipeline.errors import BrokerError, ConfigError
 from pipeline.procutil import die_with_parent, server_ports
 
 __all__ = ["KAFKA_VERSION", "LocalKafka", "Security"]
 
 _STATE = "cluster.json"
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((HOST, port))
-        except OSError:
-            return False
-    return True
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _raise_for_java(output: str) -> None:
-    if "UnsupportedClassVersionError" in output:
-        raise EnvironmentMissing(
-            f"Kafka {KAFKA_VERSION} needs Java 17 or newer and `java` on PATH is older: "
-            f"{INSTALL_HINT}"
-        )
 
 
 class LocalKafka:
@@ -385,7 +358,7 @@ class LocalKafka:
         except subprocess.TimeoutExpired:
             raise BrokerError(f"formatting the Kafka storage in {node_dir} timed out") from None
         if done.returncode != 0:
-            _raise_for_java(done.stdout + done.stderr)
+            raise_for_java(done.stdout + done.stderr)
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
             raise BrokerError(
                 f"formatting the Kafka storage in {node_dir} failed: "
@@ -398,7 +371,7 @@ class LocalKafka:
         node_dir = self._node_dir(node_id)
         mine = state.ports[node_id - 1]
         for port in (mine.client, mine.internal, mine.controller):
-            if not _port_is_free(port):
+            if not port_is_free(port):
                 raise BrokerError(
                     f"port {port} on {HOST} is already in use (is another broker running on "
                     f"{self._dir}?)"
@@ -434,9 +407,9 @@ class LocalKafka:
             for node_id, proc in self._procs.items():
                 if proc.poll() is not None:
                     node_dir = self._node_dir(node_id)
-                    tails = (_tail(node_dir / "broker.log"), _tail(node_dir / "broker.out"))
+                    tails = (log_tail(node_dir / "broker.log"), log_tail(node_dir / "broker.out"))
                     log = "\n".join(t for t in tails if t)
-                    _raise_for_java(log)
+                    raise_for_java(log)
                     raise BrokerError(
                         f"Kafka node {node_id} exited with code {proc.returncode} while starting; "
                         f"last log lines:\n{log}"
@@ -447,35 +420,9 @@ class LocalKafka:
                     f"the local Kafka broker did not answer within {timeout:.0f}s; see "
                     f"{self._dir}/node-*/broker.log"
                 )
-            if self._brokers_listed(min(remaining, 5.0)) >= self.nodes:
+            if brokers_listed(self.client_settings(), min(remaining, 5.0)) >= self.nodes:
                 return
             time.sleep(0.1)
-
-    def _brokers_listed(self, timeout: float) -> int:
-        """How many brokers the cluster's metadata lists (0 while it does not answer)."""
-        from kafka.admin import KafkaAdminClient
-
-        from pipeline.kafka.config import KafkaClientConfig
-
-        config = KafkaClientConfig.from_env(self.client_settings())
-        ms = max(int(timeout * 1000), 500)
-        try:
-            admin = KafkaAdminClient(
-                **config.kafka_python(),
-                client_id="ardary-localkafka-probe",
-                request_timeout_ms=ms,
-                bootstrap_timeout_ms=ms,
-                reconnect_backoff_max_ms=200,
-            )
-        except Exception:
-            return 0
-        try:
-            return len(admin.describe_cluster().get("brokers") or ())
-        except Exception:
-            return 0
-        finally:
-            with contextlib.suppress(Exception):
-                admin.close()
 
     def _write_client_env(self) -> None:
         text = "".join(f"{key}={value}\n" for key, value in self.client_settings().items())
