@@ -225,7 +225,7 @@ def secured_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Secure
         heap_mb=SECURED_HEAP_MB,
     )
     before = java_children()
-    kafka.start()
+    kafka.start(timeout=300)  # three JVMs with TLS on a shared 2-core box: minutes, not seconds
     try:
         yield SecuredCluster(kafka, kafka.client_settings())
     finally:
@@ -240,7 +240,7 @@ def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
     user, password = "pipeline", secrets.token_urlsafe(16)
     registry = LocalRegistry({user: password}, log_dir=tmp_path_factory.mktemp("registry"))
     before = java_children()
-    registry.start()
+    registry.start(timeout=240)  # ~4 s alone, 25 s and more on a loaded box
     try:
         yield Registry(registry.url, user, password)
     finally:
