@@ -57,13 +57,17 @@ class AckOrder(Generic[T]):
     def finished(self, partition: Hashable, offset: int, item: T) -> list[T]:
         """Mark one item at `offset` done; return the items that may be acked now, in order.
 
-        An item of a partition this object does not track (forgotten on revocation) is
-        returned at once: holding it would serve nobody.
+        An item this object does not track (its partition was forgotten on revocation) is
+        never released. Its partition's revocation has begun, and faust-streaming 0.15.3 has
+        already dropped the partition's committed offset: an ack now goes unchecked into the
+        commit that faust still sends before the new assignment, which the broker accepts,
+        and the committed offset jumps past every earlier offset not finished yet (the
+        buffered requests dropped at revocation), so their next owner never reads them.
         """
         lane = self._lanes.get(partition)
         count = None if lane is None else lane.busy.get(offset)
         if lane is None or count is None:
-            return [item]
+            return []
         if count > 1:
             lane.busy[offset] = count - 1
         else:
@@ -79,7 +83,8 @@ class AckOrder(Generic[T]):
         return released
 
     def forget(self, partition: Hashable) -> int:
-        """Stop tracking a revoked partition; its held items are dropped (never acked here).
+        """Stop tracking a revoked partition; its held items, and those finishing later, are
+        dropped (never acked here).
 
         Returns how many were dropped: the partition's next owner reads them again.
         """

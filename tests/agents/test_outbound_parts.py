@@ -24,6 +24,7 @@ from pipeline.agents.outbound import optout_book as book_module
 from pipeline.agents.outbound import result_index as index_module
 from pipeline.agents.outbound.calls import ArdaryCalls
 from pipeline.agents.outbound.completion import Completion, Finished
+from pipeline.agents.outbound.dispatch import Dispatcher
 from pipeline.agents.outbound.options import OutboundOptions
 from pipeline.agents.outbound.optout_book import OptOutBook
 from pipeline.agents.outbound.progress import Entry, Progress
@@ -168,6 +169,84 @@ def test_events_of_an_earlier_generation_are_never_acked(completion: Completion)
     completion.progress.order.received(0, 0)
     completion.ack([stale])
     assert not stale.acked
+
+
+def test_an_event_finishing_while_its_partition_is_revoked_is_never_acked(
+    completion: Completion,
+) -> None:
+    # faust changes the consumer generation only at the new assignment: between revocation
+    # and assignment, a batch awaited by the revocation finishes with the old generation
+    # still current. Chaos run (issue 18): such acks, out of order, were committed and the
+    # group's offset jumped past the requests dropped from the batcher (never read again).
+    events = [FakeEvent(offset, partition=2) for offset in (40, 41)]
+    for event in events:
+        completion.progress.order.received(2, event.message.offset)
+    completion.progress.revoked([2], [])
+    completion.ack([events[1]])
+    assert not events[1].acked
+    completion.ack([events[0]])
+    assert not events[0].acked
+
+
+def _entry(progress: Progress, id_sms_api: str, partition: int) -> Entry:
+    request = SendRequest(id_sms_api, "alice", "+33612345678", "hi", AT)
+    prepared = check(request, opted_out=lambda _p: False, now=AT)
+    assert isinstance(prepared, Prepared)
+    event = SimpleNamespace(message=SimpleNamespace(topic="t.req", partition=partition))
+    return Entry(event, prepared, progress.generation)
+
+
+def _dispatcher(progress: Progress, states: FakeStates) -> Dispatcher:
+    gate = SendGate(None)
+    gate.set_share(1, 1)
+    return Dispatcher(
+        max_batch=10,
+        options=OutboundOptions(linger=0.0, max_concurrent=1),
+        gate=gate,
+        calls=None,  # type: ignore[arg-type]  # nothing may be called here
+        states=states,  # type: ignore[arg-type]
+        completion=None,  # type: ignore[arg-type]
+        progress=progress,
+        telemetry=Telemetry(),
+        crash=lambda exc: None,
+    )
+
+
+async def test_a_batch_revoked_while_it_waits_for_a_slot_leaves_nothing_pending() -> None:
+    # Chaos run (issue 18): an entry left in `pending` after its revocation made the same
+    # request, read again after the seek, join it as a duplicate that never finished: its
+    # partition's acks, and the group's committed offset, stopped there for good.
+    progress, states = Progress(max_pending=100), FakeStates()
+    dispatcher = _dispatcher(progress, states)
+    await dispatcher._slots.acquire()  # the one slot is busy with a batch in flight
+    entry = _entry(progress, "m1", partition=3)
+    progress.pending["m1"] = entry
+    dispatcher.add(entry)
+    running = asyncio.create_task(dispatcher.run())
+    try:
+        deadline = asyncio.get_running_loop().time() + 2.0
+        while len(dispatcher.batcher) and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.005)
+        assert not dispatcher.batcher  # picked: it waits for the slot
+        dropped = dispatcher.drop({("t.req", 3)})
+        progress.revoked([3], dropped)
+        assert dropped == [entry]
+        dispatcher._slots.release()  # the batch in flight finished
+        await asyncio.sleep(0.05)
+        assert progress.pending == {}
+        assert states.written == []  # nothing of it was sent
+    finally:
+        running.cancel()
+
+
+async def test_a_batch_started_after_its_revocation_forgets_its_entries() -> None:
+    progress, states = Progress(max_pending=100), FakeStates()
+    dispatcher = _dispatcher(progress, states)
+    entry = _entry(progress, "m1", partition=3)
+    progress.pending["m1"] = entry
+    progress.revoked([3], [])  # the batch's task had not run yet
+    await dispatcher._run_batch(BatchKey("alice", "SERVER", None, 0), [entry])
+    assert progress.pending == {} and states.written == []
 
 
 async def test_reading_waits_for_room() -> None:

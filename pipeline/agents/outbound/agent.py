@@ -9,7 +9,9 @@ control pauses the fetch).
 
 - **Rebalance.** On revocation the buffered (not yet IN_FLIGHT) events are dropped unacked —
   the next owner reads them again — and batches in flight are awaited (bounded), so the next
-  owner sees their IN_FLIGHT/DONE records; their events are not acked by this worker. An event
+  owner sees their IN_FLIGHT/DONE records; their events are not acked by this worker (acked
+  then, out of order, they were committed during the rebalance, past the dropped events). A
+  batch waiting for a slot loses its revoked entries the same way. An event
   read before a rebalance and not yet taken in is skipped as faust's own stream iterator skips
   it (flow control suspended or an older consumer generation): the seek at the end of the
   rebalance reads it again.

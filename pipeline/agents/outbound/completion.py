@@ -6,7 +6,9 @@
   offsets that starts one past the committed offset, though the message at the committed offset
   is still in flight, so acking out of order (priorities, concurrent batches) could let a crash
   lose a request. Events of an earlier consumer generation (a rebalance happened meanwhile) are
-  never acked here: the partition's next owner reads them again.
+  never acked here, nor those finishing while their partition is being revoked (faust changes
+  the generation only at the new assignment; `AckOrder` has forgotten the partition by then):
+  the partition's next owner reads them again.
 - **The order of writes**: [DONE (awaited)] → results and opt-outs (awaited) → PUBLISHED
   (awaited) → acks. After an Ardary call the IN_FLIGHT state is durable already, and a crash
   before PUBLISHED is resolved by `ResultIndex`; a request answered without a call (refused,
@@ -132,8 +134,8 @@ class Completion:
     def ack(self, events: list[Any]) -> None:
         """Ack finished events, each once every earlier event of its partition is acked.
 
-        An event of an earlier consumer generation is not acked: its partition was revoked
-        meanwhile, and its next owner (perhaps this worker again) reads it again.
+        An event of an earlier consumer generation, or of a partition whose revocation has
+        begun, is not acked: its next owner (perhaps this worker again) reads it again.
         """
         generation = self.app.consumer_generation_id
         order = self.progress.order

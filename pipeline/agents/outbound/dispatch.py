@@ -17,8 +17,9 @@
   failure) pauses the gate for the Retry-After or backoff delay (`ArdaryCalls`).
 - **A batch's life**: IN_FLIGHT states written and acknowledged by the broker, then the Ardary
   call, then `Completion`. A batch whose requests were revoked while it waited for a slot is
-  not sent (the next owner reads them again). A batch that raises crashes the worker: a lost
-  batch would leave its requests unanswered and its partition's acks stuck.
+  not sent and its entries are forgotten (the next owner reads them again). A batch that
+  raises crashes the worker: a lost batch would leave its requests unanswered and its
+  partition's acks stuck.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wakeup = asyncio.Event()
         self._slots = asyncio.Semaphore(options.max_concurrent)
+        self._waiting: list[Entry] = []  # the batch picked, waiting for a slot
 
     def add(self, entry: Entry) -> None:
         """Buffer a checked request for its batch."""
@@ -90,10 +92,16 @@ class Dispatcher:
         self._wakeup.set()
 
     def drop(self, partitions: set[tuple[str, int]]) -> list[Entry]:
-        """Remove the buffered (not yet IN_FLIGHT) entries of revoked topic-partitions."""
-        dropped = self.batcher.remove_if(
-            lambda e: (e.event.message.topic, e.event.message.partition) in partitions
-        )
+        """Remove the buffered (not yet IN_FLIGHT) entries of revoked topic-partitions, those
+        of the batch waiting for a slot included."""
+
+        def revoked(e: Entry) -> bool:
+            return (e.event.message.topic, e.event.message.partition) in partitions
+
+        dropped = self.batcher.remove_if(revoked)
+        waiting = self._waiting
+        dropped.extend(e for e in waiting if revoked(e))
+        waiting[:] = [e for e in waiting if not revoked(e)]
         self.telemetry.outbound_buffered.set(len(self.batcher))
         return dropped
 
@@ -119,7 +127,11 @@ class Dispatcher:
                 continue
             key, entries = picked  # its tokens are taken
             self.telemetry.outbound_buffered.set(len(self.batcher))
-            await self._slots.acquire()
+            self._waiting = entries  # `drop` takes revoked entries out while it waits
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting = []
             task = asyncio.create_task(self._run_batch(key, entries))
             self._tasks.add(task)
             task.add_done_callback(self._batch_done)
@@ -135,8 +147,11 @@ class Dispatcher:
             self.crash(exc)
 
     async def _run_batch(self, key: BatchKey, entries: list[Entry]) -> None:
-        if entries and entries[0].generation != self.progress.generation:
-            return  # revoked while queued for a slot: the next owner reads them again
+        if not entries:
+            return  # every entry was revoked while the batch waited for its slot
+        if entries[0].generation != self.progress.generation:
+            self.progress.abandon(entries)  # revoked meanwhile: the next owner reads them again
+            return
         since = datetime.now(UTC)
         batches = PartitionBatches.for_app(self.completion.app)
         for e in entries:

@@ -66,8 +66,20 @@ class Progress:
     def revoked(self, partitions: list[int], dropped: list[Entry]) -> None:
         """Forget revoked partitions' buffered entries and held acks; a new generation starts."""
         self.generation += 1
-        for entry in dropped:
-            self.pending.pop(entry.request.id_sms_api, None)
+        self.abandon(dropped)
         for partition in partitions:
             self.order.forget(partition)
         self._room.set()
+
+    def abandon(self, entries: list[Entry]) -> None:
+        """Forget entries that will never be sent here (their partition was revoked).
+
+        An entry left behind would outlive its generation: the same request read again after
+        the seek would join it as a duplicate, never finish, and hold every later ack of its
+        partition, so the group's committed offset would stop there for good.
+        """
+        pending = self.pending
+        for entry in entries:
+            if pending.get(entry.request.id_sms_api) is entry:
+                del pending[entry.request.id_sms_api]
+        self.room_made()
