@@ -7,6 +7,8 @@ init hook, or ASGI's lifespan). Measured on the 2-core box (README): granian + b
 
 from __future__ import annotations
 
+import resource
+
 from granian.constants import HTTPModes, Interfaces, Loops
 from granian.http import HTTP1Settings
 from granian.server import Server
@@ -40,6 +42,7 @@ def serve(
     stops accepting, the app's lifespan shutdown drains in-flight requests and flushes the
     producer, and a worker stuck longer than `drain_seconds` is killed.
     """
+    _allow_connections(MAX_CONNECTIONS + 1024)
     Server(
         target,
         address=host,
@@ -58,3 +61,12 @@ def serve(
         factory=factory,
         workers_kill_timeout=drain_seconds,
     ).serve()
+
+
+def _allow_connections(wanted: int) -> None:
+    """Raise this process's open-file limit toward `wanted` (up to its hard limit): the
+    connection limit means little under a soft limit of 1,024, the default of many shells."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    ceiling = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < ceiling:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (ceiling, hard))

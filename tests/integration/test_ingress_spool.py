@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -214,6 +215,12 @@ def test_idle_keep_alive_connections_never_starve_a_new_one(
     """granian counts idle keep-alive connections against its limit: at its default (1,024) a
     sender's pool of idle connections left every new one unanswered until the 30-s header-read
     timeout (30-50 s stalls at 1,000 callbacks/s in `bench ingress`)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * IDLE_CONNECTIONS + 256  # this test's ends of the connections, and its own
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the open-file hard limit ({hard}) is below {wanted}")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",  # nothing there: the spool serves
