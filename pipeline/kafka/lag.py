@@ -1,11 +1,16 @@
-"""What a faust worker has committed, for the consumer-lag gauges (`pipeline.agents.liveness`)."""
+"""Consumer lag: what a faust worker has committed, for its lag gauges
+(`pipeline.agents.liveness`), and what a consumer group has not committed yet, asked of the
+brokers (the demo stack, the chaos run and the tests wait on it)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["committed_offsets"]
+from pipeline.kafka.config import KafkaClientConfig
+
+__all__ = ["committed_offsets", "group_lag", "group_lag_by_partition"]
 
 
 def committed_offsets(consumer: Any) -> Mapping[Any, int]:
@@ -16,3 +21,44 @@ def committed_offsets(consumer: Any) -> Mapping[Any, int]:
     """
     committed: Mapping[Any, int] = consumer._committed_offset
     return committed
+
+
+def group_lag_by_partition(
+    client: KafkaClientConfig, group: str, topics: Iterable[str], timeout_ms: int = 5000
+) -> dict[str, int]:
+    """`topic[partition]` → records `group` has not committed yet, for the partitions that lag,
+    over `topics` and any other topic the group committed (a partition never committed counts
+    from offset 0)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer, TopicPartition
+        from kafka.admin import KafkaAdminClient
+
+    options = {**client.kafka_python(), "request_timeout_ms": timeout_ms}
+    admin = KafkaAdminClient(**options, client_id="ardary-lag")
+    try:
+        consumer = KafkaConsumer(**options, client_id="ardary-lag", group_id=None)
+        try:
+            committed = (admin.list_group_offsets(group) or {}).get(group) or {}
+            names = set(topics) | {tp.topic for tp in committed}
+            tps = [
+                TopicPartition(t, p)
+                for t in sorted(names)
+                for p in sorted(consumer.partitions_for_topic(t) or ())
+            ]
+            lag: dict[str, int] = {}
+            for tp, end in consumer.end_offsets(tps).items():
+                done = committed.get(tp)
+                offset = done.offset if done is not None and done.offset >= 0 else 0
+                if int(end) > offset:
+                    lag[f"{tp.topic}[{tp.partition}]"] = int(end) - offset
+            return lag
+        finally:
+            consumer.close()
+    finally:
+        admin.close()
+
+
+def group_lag(client: KafkaClientConfig, group: str, topics: Iterable[str]) -> int:
+    """Records of `topics`, and of any other topic the group committed, not yet committed."""
+    return sum(group_lag_by_partition(client, group, topics).values())

@@ -37,6 +37,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pipeline.devtools.stack.stack import Stack, StackOptions, run_stack
 from pipeline.devtools.stack.traffic import demo_requests
 from pipeline.kafka.config import KafkaClientConfig
+from pipeline.kafka.lag import group_lag
 from pipeline.records import Record, SendRequest, SendResult
 from pipeline.serde import Codec, SchemaStore, codec_for, record_to_dict
 from pipeline.settings import Settings, load_settings
@@ -49,7 +50,6 @@ from tests.polling import wait_until
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka import KafkaConsumer, TopicPartition
     from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
@@ -163,23 +163,6 @@ def _leader_of(client: KafkaClientConfig, topic: str, partition: int) -> int | N
     return int(found["leader_id"])
 
 
-def _group_lag(client: KafkaClientConfig, group: str, topics: list[str]) -> int:
-    """Records of `topics` the group has not committed yet (the worker's progress)."""
-    admin = KafkaAdminClient(**client.kafka_python(), client_id="secured-test")
-    consumer = KafkaConsumer(**client.kafka_python(), group_id=None)
-    try:
-        committed = admin.list_group_offsets(group)
-        tps = [TopicPartition(t, p) for t in topics for p in consumer.partitions_for_topic(t) or ()]
-        lag = 0
-        for tp, end in consumer.end_offsets(tps).items():
-            done = committed.get(tp)
-            lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
-        return lag
-    finally:
-        consumer.close()
-        admin.close()
-
-
 def _sim(stack: Stack, path: str) -> Any:
     return httpx.get(f"{stack.simulator_url}/_sim/{path}", timeout=10).json()
 
@@ -245,7 +228,7 @@ def _drive(
         )
     ]
     wait_until(
-        lambda: _group_lag(stack.client, f"{stack.prefix}workers", inputs) == 0,
+        lambda: group_lag(stack.client, f"{stack.prefix}workers", inputs) == 0,
         90,
         "the worker to commit every input record",
         interval=1.0,
@@ -282,7 +265,7 @@ def pipeline_run(
                 (child,) = [c for c in stack.processes.children if c.name == name]
                 assert stack.processes.stop(child) == 0, child.log_tail()
             wait_until(
-                lambda: _group_lag(stack.client, stack.sink_group, sink_topics(stack.prefix)) == 0,
+                lambda: group_lag(stack.client, stack.sink_group, sink_topics(stack.prefix)) == 0,
                 90,
                 "the sink to commit every record",
                 interval=1.0,

@@ -14,6 +14,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.kafka.config import KafkaClientConfig
+from pipeline.kafka.lag import group_lag, group_lag_by_partition
 
 __all__ = [
     "end_offsets",
@@ -89,31 +90,3 @@ def end_offsets(client: KafkaClientConfig, topics: Iterable[str]) -> dict[tuple[
             for p in sorted(consumer.partitions_for_topic(t) or ())
         ]
         return {(tp.topic, tp.partition): int(o) for tp, o in consumer.end_offsets(tps).items()}
-
-
-def group_lag(client: KafkaClientConfig, group: str, topics: Iterable[str]) -> int:
-    """Records of `topics`, and of any other topic the group committed, not yet committed."""
-    return sum(group_lag_by_partition(client, group, topics).values())
-
-
-def group_lag_by_partition(
-    client: KafkaClientConfig, group: str, topics: Iterable[str]
-) -> dict[str, int]:
-    """`topic[partition]` → records not yet committed, for the partitions that lag."""
-    from kafka import TopicPartition
-
-    with _clients(client) as (admin, consumer):
-        committed = (admin.list_group_offsets(group) or {}).get(group) or {}
-        names = set(topics) | {tp.topic for tp in committed}
-        tps = [
-            TopicPartition(t, p)
-            for t in sorted(names)
-            for p in sorted(consumer.partitions_for_topic(t) or ())
-        ]
-        lag: dict[str, int] = {}
-        for tp, end in consumer.end_offsets(tps).items():
-            done = committed.get(tp)
-            offset = done.offset if done is not None and done.offset >= 0 else 0
-            if int(end) > offset:
-                lag[f"{tp.topic}[{tp.partition}]"] = int(end) - offset
-        return lag

@@ -164,27 +164,10 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
 
 def sink_lag(stack: Stack) -> int:
     """Records the sink has not yet committed, over every topic it reads (0 = caught up)."""
-    from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-
+    from pipeline.kafka.lag import group_lag
     from pipeline.sinks.runner import sink_topics
 
-    admin = KafkaAdminClient(**stack.client.kafka_python())
-    consumer = KafkaConsumer(**stack.client.kafka_python())
-    try:
-        committed = admin.list_group_offsets(stack.sink_group).get(stack.sink_group, {})
-        partitions = [
-            TopicPartition(t, p)
-            for t in sink_topics(stack.prefix)
-            for p in consumer.partitions_for_topic(t) or ()
-        ]
-        lag = 0
-        for tp, end in consumer.end_offsets(partitions).items():
-            done = committed.get(tp)
-            lag += end - (done.offset if done is not None and done.offset >= 0 else 0)
-        return lag
-    finally:
-        consumer.close()
-        admin.close()
+    return group_lag(stack.client, stack.sink_group, sink_topics(stack.prefix))
 
 
 def wait_sink_caught_up(stack: Stack, timeout: float = 60.0) -> None:
