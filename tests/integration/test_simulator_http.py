@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -20,8 +23,9 @@ from pipeline.clients.ardary_api import ArdaryClient, ArdaryOutcomeUnknown
 from pipeline.devtools.simulator.config import Account, SimulatorConfig
 from pipeline.devtools.simulator.runner import RunningSimulator, run_simulator, serve_app
 from pipeline.errors import ArdaryAuthError, ArdaryTransientError
+from pipeline.procutil import free_port
 from pipeline.records import ContactSyncRequest, SendRequest
-from tests.polling import wait_until_async
+from tests.polling import wait_until, wait_until_async
 
 pytestmark = pytest.mark.integration
 
@@ -296,3 +300,32 @@ async def test_stop_list_endpoint() -> None:
             ).status_code == 400
         (o,) = await client.send_sms(LOGIN, [req("s", OTHER_PHONE)])
         assert o.outcome == "SUPPRESSED"
+
+
+def test_the_simulator_command_stops_on_sigterm_with_exit_code_0() -> None:
+    """A supervisor (the demo stack, a test, Kubernetes) stops it with SIGTERM and reads 0, as
+    for the other commands; uvicorn.run alone re-raises the signal (-15)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "simulator", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def answers() -> bool:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/_sim/stats", timeout=1).is_success
+            except httpx.TransportError:
+                return False
+
+        wait_until(answers, 60, "the simulator to answer", interval=0.2)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -106,5 +107,19 @@ async def run_simulator(
 
 
 def serve_forever(config: SimulatorConfig, host: str, port: int) -> None:
-    """Serve the simulator in the foreground until Ctrl-C (`ardary-pipeline simulator`)."""
-    uvicorn.run(build_app(config), host=host, port=port, log_level="warning", access_log=False)
+    """Serve the simulator in the foreground until Ctrl-C or SIGTERM (`ardary-pipeline
+    simulator`), then exit 0 like the other commands: `uvicorn.run` re-raises the signal after
+    its graceful stop, so a supervisor would see -15 for a clean stop."""
+    server = _EmbeddedServer(
+        uvicorn.Config(
+            build_app(config), host=host, port=port, log_level="warning", access_log=False
+        )
+    )
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, server.handle_exit, sig, None)
+        await server.serve()
+
+    asyncio.run(serve())
