@@ -10,7 +10,11 @@ nodes with `security`), every client with the cluster's TLS/SASL settings:
    without HTTP through its plain `send()`, 2,048 in flight → `ingress_vs_producer`;
 4. p50/p99 at a fixed 1,000 callbacks/s from an open-loop generator (a separate Python
    process: Debian has no wrk2; latency counts from the scheduled send time, so a slow server
-   cannot hide queueing — no coordinated omission).
+   cannot hide queueing — no coordinated omission);
+5. with `profile`, right after 1 and 4, a second loaded wrk run of the ingress under py-spy (so
+   the figures of 1 are not perturbed by the sampler): its raw stacks go to that directory, and
+   the CPU µs per callback of each thread and the main thread's by stage are printed at once
+   (`pipeline.devtools.bench.profile`) and kept there in breakdown.txt.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -27,6 +33,12 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline.devtools.bench.broker import bench_broker
 from pipeline.devtools.bench.openloop import fixed_rate
+from pipeline.devtools.bench.profile import (
+    breakdown,
+    folded,
+    parse_raw,
+    thread_cpu_delta,
+)
 from pipeline.devtools.bench.servers import (
     RssSampler,
     hello_argv,
@@ -34,6 +46,7 @@ from pipeline.devtools.bench.servers import (
     naive_argv,
     running_server,
     tree_cpu_seconds,
+    tree_thread_cpu,
 )
 from pipeline.devtools.bench.spoolrun import spool_run
 from pipeline.devtools.bench.workload import TOKEN, encoded_records, generate_paths
@@ -44,7 +57,10 @@ from pipeline.procutil import free_port
 if TYPE_CHECKING:
     from pipeline.devtools.localkafka import Security
 
-__all__ = ["run_ingress_bench"]
+__all__ = ["find_py_spy", "run_ingress_bench"]
+
+PY_SPY_RATE = 250
+"""Samples per second of the profiled run (py-spy's default is 100)."""
 
 
 async def _produce(
@@ -86,6 +102,58 @@ def _loaded(pid: int, load: Callable[[], WrkResult]) -> tuple[WrkResult, float]:
     return result, spent / max(1, result.requests) * 1e6
 
 
+def find_py_spy() -> str | None:
+    """The py-spy binary: next to this Python (the venv's bin/), else on PATH."""
+    beside = Path(sys.executable).parent / "py-spy"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which("py-spy")
+
+
+def _profiled(
+    pid: int, py_spy: str, directory: Path, seconds: float, load: Callable[[float], WrkResult]
+) -> list[str]:
+    """A wrk run under py-spy (raw stacks into `directory`) and its breakdown, as lines (also
+    written to `directory`/breakdown.txt)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    raw = directory / "stacks.txt"
+    raw.unlink(missing_ok=True)
+    duration = max(1, round(seconds))
+    argv = [
+        py_spy, "record", "--pid", str(pid), "--subprocesses", "--threads", "--nonblocking",
+        "--rate", str(PY_SPY_RATE), "--duration", str(duration), "--format", "raw",
+        "--output", str(raw),
+    ]  # fmt: skip
+    log = directory / "py-spy.log"
+    with log.open("w", encoding="utf-8") as stderr:
+        spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
+        time.sleep(1.0)  # attached and sampling before the load starts; the load outlasts it
+        before = tree_thread_cpu(pid)
+        result = load(duration + 1)
+        cpu = thread_cpu_delta(before, tree_thread_cpu(pid))
+        load_average = os.getloadavg()[0]
+        try:
+            spy.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+    lines = [
+        f"profile: a second wrk run under py-spy ({PY_SPY_RATE} Hz, {duration} s): "
+        f"{_ok_per_s(result):,.0f} callbacks/s, load average {load_average:.1f} after it; "
+        f"{directory}/: stacks.txt (py-spy raw), main-thread.folded (flamegraph.pl, "
+        f"speedscope), breakdown.txt"
+    ]
+    if spy.returncode != 0 or not raw.exists():
+        said = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        lines.append(f"profile: py-spy exited {spy.returncode}: {said[-1] if said else '-'}")
+    samples = parse_raw(raw.read_text(encoding="utf-8")) if raw.exists() else []
+    found = breakdown(samples, cpu, result.requests)
+    (directory / "main-thread.folded").write_text(folded(samples, found.main_tid), "utf-8")
+    lines.extend(found.lines())
+    (directory / "breakdown.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return lines
+
+
 def _create_topic(client: KafkaClientConfig, name: str, brokers: int) -> None:
     from kafka.admin import KafkaAdminClient, NewTopic
 
@@ -110,9 +178,12 @@ def run_ingress_bench(
     threads: int,
     nodes: int | None = None,
     security: Security | None = None,
+    profile: Path | None = None,
+    py_spy: str | None = None,
     echo: Callable[[str], Any] = print,
 ) -> None:
-    """Callbacks/s over real HTTP into Kafka, vs the naive peer, the floor and a bare producer."""
+    """Callbacks/s over real HTTP into Kafka, vs the naive peer, the floor and a bare producer;
+    with `profile` (and `py_spy`, the binary), where the ingress's CPU goes."""
     if shutil.which("wrk") is None:
         echo("bench ingress: skipped: `wrk` is not installed (apt-get install wrk)")
         return
@@ -147,13 +218,24 @@ def run_ingress_bench(
         def wrk_on(base: str) -> Callable[[], WrkResult]:
             return lambda: run_wrk(base, script, connections, wrk_threads, seconds)
 
+        def wrk_for(base: str) -> Callable[[float], WrkResult]:
+            return lambda s: run_wrk(base, script, connections, wrk_threads, s)
+
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         with running_server(ingress_argv(port, server, threads), env, f"{base}/readyz") as pid:
             run_wrk(base, script, connections, wrk_threads, 2)  # warm-up
             with RssSampler(pid) as rss:
                 ingress, ingress_cpu = _loaded(pid, wrk_on(base))
+            ingress_load = os.getloadavg()[0]
             fixed = fixed_rate(port, paths, rate, seconds)
+            if profile is not None and py_spy is not None:
+                echo(
+                    f"ingress (measured run, no sampler): {_ok_per_s(ingress):,.0f} callbacks/s, "
+                    f"CPU {ingress_cpu:.0f} µs/callback, load average {ingress_load:.1f} after it"
+                )
+                for line in _profiled(pid, py_spy, profile, seconds, wrk_for(base)):
+                    echo(line)
         naive_port = free_port()
         naive_base = f"http://127.0.0.1:{naive_port}"
         with running_server(naive_argv(naive_port), env, f"{naive_base}/healthz") as pid:
@@ -179,7 +261,8 @@ def run_ingress_bench(
         f"ingress ({server}, spool on, {connections} connections, {seconds:g} s): "
         f"{callbacks_per_s:,.0f} callbacks/s, p50 {ingress.p50_ms:.1f} ms, "
         f"p99 {ingress.p99_ms:.1f} ms, non-2xx {ingress.non_2xx}, "
-        f"socket errors {ingress.socket_errors}, CPU {ingress_cpu:.0f} µs/callback"
+        f"socket errors {ingress.socket_errors}, CPU {ingress_cpu:.0f} µs/callback, "
+        f"load average {ingress_load:.1f} after it"
     )
     echo(f"ingress RSS (peak, process tree): {rss.peak / 2**20:.0f} MB")
     echo(

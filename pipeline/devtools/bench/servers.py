@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from pipeline.devtools.bench.profile import ThreadCpu
 from pipeline.devtools.waiting import wait_until
 from pipeline.errors import PipelineError
 
@@ -26,6 +27,7 @@ __all__ = [
     "running_server",
     "tree_cpu_seconds",
     "tree_rss_bytes",
+    "tree_thread_cpu",
 ]
 
 _HELLO_BODY = b'{"accepted":[]}'
@@ -100,6 +102,21 @@ def tree_cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def tree_thread_cpu(pid: int) -> list[ThreadCpu]:
+    """User + system CPU seconds of every thread of a process and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: list[ThreadCpu] = []
+    for current in _tree(pid):
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{current}/task").iterdir():
+                with contextlib.suppress(OSError):
+                    fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+                    name = (task / "comm").read_text().strip()
+                    seconds = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+                    found.append(ThreadCpu(current, int(task.name), name, seconds))
+    return found
 
 
 class RssSampler:
