@@ -7,6 +7,8 @@ import sys
 
 import faust
 
+from pipeline.logs import RepeatFilter
+
 __all__ = ["READY_LINE", "PipelineWorker"]
 
 READY_LINE = '{"event": "worker_ready"}'
@@ -31,6 +33,11 @@ class PipelineWorker(faust.Worker):  # type: ignore[misc]
         logging.getLogger().setLevel(level)
         for name in ("aiokafka", "kafka", "faust", "mode"):
             logging.getLogger(name).setLevel(max(level, logging.INFO))
+        # A broker down logs "Failed fetch messages" / "Unable connect" many times a second
+        # (hundreds of lines a second per worker, measured): once per window, with the count.
+        for handler in logging.getLogger().handlers:
+            if not any(isinstance(f, RepeatFilter) for f in handler.filters):
+                handler.addFilter(RepeatFilter())
 
     async def on_startup_finished(self) -> None:
         await super().on_startup_finished()

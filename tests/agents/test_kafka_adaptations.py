@@ -13,6 +13,7 @@ from faust.types import TP
 from pipeline.agents.app import create_app
 from pipeline.kafka.lag import committed_offsets
 from pipeline.kafka.worker import PipelineWorker
+from pipeline.logs import RepeatFilter
 from pipeline.settings import load_settings
 
 
@@ -45,6 +46,23 @@ def test_the_worker_sets_the_client_loggers_to_its_level_not_debug(app: Any) -> 
         # faust leaves them at DEBUG: every message sent built ~8 debug records for nothing
         assert logging.getLogger(name).level == logging.WARNING, name
     assert not logging.getLogger("aiokafka").isEnabledFor(logging.DEBUG)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_the_worker_passes_a_kafka_clients_repeated_line_once_per_window(app: Any) -> None:
+    worker = PipelineWorker(app, loglevel="info", quiet=True)
+    worker._setup_logging()
+    worker._setup_logging()  # idempotent: one filter per handler
+    handlers = logging.getLogger().handlers
+    assert handlers
+    for handler in handlers:
+        assert [type(f) for f in handler.filters].count(RepeatFilter) == 1
+    record = logging.LogRecord(
+        "aiokafka.consumer.fetcher", logging.ERROR, __file__, 1, "Failed fetch from %s", (2,), None
+    )
+    (handler, *_) = handlers
+    assert handler.filter(record)
+    assert not handler.filter(record)  # the same line again within the window is held back
 
 
 def test_lag_reads_the_offsets_faust_committed(app: Any) -> None:

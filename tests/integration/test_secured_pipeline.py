@@ -37,7 +37,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pipeline.devtools.stack.stack import Stack, StackOptions, run_stack
 from pipeline.devtools.stack.traffic import demo_requests
 from pipeline.kafka.config import KafkaClientConfig
-from pipeline.kafka.lag import group_lag
+from pipeline.kafka.lag import group_lag, group_lag_by_partition
 from pipeline.records import Record, SendRequest, SendResult
 from pipeline.serde import Codec, SchemaStore, codec_for, record_to_dict
 from pipeline.settings import Settings, load_settings
@@ -146,21 +146,47 @@ def _decoded(codec: Codec, value: bytes, kind: type[R]) -> R:
     return record
 
 
-def _leader_of(client: KafkaClientConfig, topic: str, partition: int) -> int | None:
-    """The partition's leader, or None while the admin client reaches no live broker (its
-    first bootstrap may be the node just killed: kafka-python does not try the next one)."""
+def _leaders(client: KafkaClientConfig, topic: str) -> dict[int, int]:
+    """Partition → leader, or {} while the admin client reaches no live broker (its first
+    bootstrap may be the node just killed: kafka-python does not try the next one)."""
     try:
         admin = KafkaAdminClient(**client.kafka_python(), client_id="secured-test")
     except KafkaError:
-        return None
+        return {}
     try:
         (described,) = admin.describe_topics([topic])
     except KafkaError:
-        return None
+        return {}
     finally:
         admin.close()
-    (found,) = [p for p in described["partitions"] if p["partition_index"] == partition]
-    return int(found["leader_id"])
+    return {int(p["partition_index"]): int(p["leader_id"]) for p in described["partitions"]}
+
+
+def _coordinator_of(client: KafkaClientConfig, group: str) -> int | None:
+    """The broker coordinating `group` (librdkafka's admin: kafka-python has no public call)."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(client.librdkafka())
+    (future,) = admin.describe_consumer_groups([group], request_timeout=10).values()
+    try:
+        return int(future.result().coordinator.id)
+    except Exception:  # a diagnostic: the caller falls back to partition 0
+        return None
+
+
+def _librdkafka_committed(client: KafkaClientConfig, group: str) -> dict[str, int]:
+    """The group's committed offsets as librdkafka reads them (a second opinion on the lag)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(client.librdkafka())
+    request = [ConsumerGroupTopicPartitions(group)]
+    (future,) = admin.list_consumer_group_offsets(request, request_timeout=10).values()
+    try:
+        found = future.result().topic_partitions or []
+    except Exception as exc:  # a diagnostic
+        return {"error": repr(exc)}  # type: ignore[dict-item]
+    return {f"{tp.topic}[{tp.partition}]": tp.offset for tp in found}
 
 
 def _sim(stack: Stack, path: str) -> Any:
@@ -176,7 +202,7 @@ def _warehouse_keys(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         for spec in WAREHOUSE_TOPICS:
             assert spec.warehouse is not None
             table = spec.warehouse
-            columns = ", ".join(table.primary_key)
+            columns = ", ".join(f'"{name}"' for name in table.primary_key)  # `window` is reserved
             out[table.table] = conn.execute(f"SELECT {columns} FROM {table.table}").fetchall()
         return out
     finally:
@@ -190,10 +216,15 @@ def _drive(
     registry: Registry,
     requests: list[SendRequest],
 ) -> tuple[int, int]:
-    """Publish, kill the leader of partition 0 mid-run, restart it, wait until all is done."""
+    """Publish, kill the leader of a `sms.send-requests` partition mid-run (the one led by the
+    worker group's coordinator when there is one: the harder case), restart it, wait until
+    all is done."""
     requests_topic = f"{stack.prefix}sms.send-requests"
-    leader = _leader_of(stack.client, requests_topic, 0)
-    assert leader is not None, "no broker answered before the kill"
+    coordinator = _coordinator_of(stack.client, f"{stack.prefix}workers")
+    leaders = _leaders(stack.client, requests_topic)
+    assert leaders, "no broker answered before the kill"
+    partition = next((p for p, node in sorted(leaders.items()) if node == coordinator), 0)
+    leader = leaders[partition]
     _publish_upstream(stack.client, registry, requests_topic, requests)
 
     def accepted() -> int:
@@ -204,9 +235,9 @@ def _drive(
     cluster.kafka.kill_node(leader)
     accepted_at_kill = accepted()
     wait_until(
-        lambda: _leader_of(stack.client, requests_topic, 0) not in (leader, None),
+        lambda: _leaders(stack.client, requests_topic).get(partition) not in (leader, None),
         60,
-        f"a new leader for {requests_topic}-0 after node {leader} was killed",
+        f"a new leader for {requests_topic}-{partition} after node {leader} was killed",
         interval=0.5,
     )
     cluster.kafka.start_node(leader)
@@ -227,12 +258,25 @@ def _drive(
             "callbacks.clicks",
         )
     ]
-    wait_until(
-        lambda: group_lag(stack.client, f"{stack.prefix}workers", inputs) == 0,
-        90,
-        "the worker to commit every input record",
-        interval=1.0,
-    )
+    group = f"{stack.prefix}workers"
+    try:
+        wait_until(
+            lambda: group_lag(stack.client, group, inputs) == 0,
+            90,
+            "the worker to commit every input record",
+            interval=1.0,
+        )
+    except AssertionError as timed_out:
+        lagging = group_lag_by_partition(stack.client, group, inputs)
+        theirs = _librdkafka_committed(stack.client, group)
+        gauges = [
+            line
+            for line in httpx.get(f"{stack.worker_url}/metrics", timeout=10).text.splitlines()
+            if line.startswith("ardary_consumer_lag")
+        ]
+        raise AssertionError(
+            f"{timed_out}; lag {lagging}; librdkafka reads {theirs}; worker gauges {gauges}"
+        ) from None
     return leader, accepted_at_kill
 
 
