@@ -170,6 +170,10 @@ class SecuredCluster(NamedTuple):
     kafka: LocalKafka
     settings: dict[str, str]  # `client_settings()`: the password is in here
 
+    def __repr__(self) -> str:  # pytest prints fixtures on an error: never the password
+        shown = {k: "***" if "PASSWORD" in k else v for k, v in self.settings.items()}
+        return f"SecuredCluster(kafka={self.kafka!r}, settings={shown!r})"
+
 
 class Registry(NamedTuple):
     """The session's schema registry: its Confluent-API URL and its one user."""
@@ -177,6 +181,9 @@ class Registry(NamedTuple):
     url: str
     user: str
     password: str
+
+    def __repr__(self) -> str:  # pytest prints fixtures on an error: never the password
+        return f"Registry(url={self.url!r}, user={self.user!r}, password='***')"
 
     def settings(self) -> dict[str, str]:
         """The SCHEMA_REGISTRY_* variables of a pipeline process using it."""
