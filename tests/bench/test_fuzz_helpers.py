@@ -40,3 +40,35 @@ def test_the_tally_counts_statuses_and_the_reasons_of_400s() -> None:
     assert tally.reasons == {"bad_json": 1}
     assert tally.answers_5xx == 1
     assert tally.sent == 3
+
+
+def test_a_url_too_long_for_httpx_still_reaches_the_server() -> None:
+    """httpx builds no URL over 65,536 characters; the fuzzer writes that request itself, so
+    the server's answer is what gets counted (here a real server on loopback: 414)."""
+    import socketserver
+    import threading
+
+    seen: list[int] = []
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            line = self.rfile.readline(1 << 20)
+            seen.append(len(line))
+            while self.rfile.readline() not in (b"\r\n", b""):
+                pass
+            self.wfile.write(b"HTTP/1.1 414 URI Too Long\r\nContent-Length: 2\r\n\r\n{}")
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            port = server.server_address[1]
+            tally = FuzzTally()
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+                request = HostileRequest("GET", "a=" + "x" * 70_000, (), b"")
+                send_hostile(client, "/callbacks/t", request, tally)
+        finally:
+            server.shutdown()
+    assert tally.statuses == {414: 1}
+    assert tally.transport_errors == {}
+    assert seen and seen[0] > 70_000

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -148,12 +149,18 @@ def send_hostile(
 ) -> None:
     """Send `request` to `path` (the callback path, token included) and count the answer."""
     url = f"{path}?{request.query}" if request.query else path
+    answer: httpx.Response | None
     try:
         answer = client.request(
             request.method, url, headers=list(request.headers), content=request.body
         )
+    except httpx.InvalidURL:  # httpx builds no URL over 65,536 characters: a server still gets one
+        answer = _send_raw(client.base_url, request.method, url, request)
     except httpx.HTTPError as exc:
         tally.transport_errors[type(exc).__name__] += 1
+        return
+    if answer is None:
+        tally.transport_errors["closed without an answer"] += 1
         return
     tally.statuses[answer.status_code] += 1
     if answer.status_code == 400:
@@ -162,6 +169,31 @@ def send_hostile(
         except (orjson.JSONDecodeError, KeyError, TypeError):
             reason = "?"
         tally.reasons[reason] += 1
+
+
+def _send_raw(
+    base: httpx.URL, method: str, target: str, request: HostileRequest
+) -> httpx.Response | None:
+    """`request` written on a socket of its own (HTTP/1.1, `Connection: close`), for a request
+    line httpx will not build; its answer, or None when the server closed without one."""
+    host, port = base.host, base.port or 80
+    head = [f"{method} {target} HTTP/1.1", f"Host: {host}:{port}", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in request.headers]
+    head.append(f"Content-Length: {len(request.body)}")
+    wire = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + request.body
+    received = bytearray()
+    with socket.create_connection((host, port), timeout=10) as sock:
+        with contextlib.suppress(OSError):  # the server may answer and close before reading all
+            sock.sendall(wire)
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                received += chunk
+    status_line, _, rest = bytes(received).partition(b"\r\n")
+    parts = status_line.split()
+    if len(parts) < 2 or not parts[1].isdigit():
+        return None
+    _, _, body = rest.partition(b"\r\n\r\n")
+    return httpx.Response(int(parts[1]), content=body)
 
 
 def fuzz(count: int, each: Callable[[HostileRequest], None], seed: int) -> None:
