@@ -33,6 +33,7 @@ from pipeline.devtools.localkafka import LocalKafka
 from pipeline.devtools.registry import LocalRegistry
 from tests import polling
 from tests.docker_broker import container_broker
+from tests.procs import java_children
 
 # kafka-python 3.0 loads its protocol schemas at import time with the deprecated
 # `importlib.resources.read_text`; import it once here so `filterwarnings = error` does not turn
@@ -192,23 +193,6 @@ class Registry(NamedTuple):
             "SCHEMA_REGISTRY_USERNAME": self.user,
             "SCHEMA_REGISTRY_PASSWORD": self.password,
         }
-
-
-def java_children() -> set[int]:
-    """The live JVMs this process started itself (its direct children named `java`)."""
-    mine = str(os.getpid())
-    found: set[int] = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm, _, rest = (entry / "stat").read_text().rpartition(")")
-            state, ppid = rest.split()[:2]
-        except (OSError, ValueError):
-            continue
-        if ppid == mine and state != "Z" and comm.endswith("(java"):
-            found.add(int(entry.name))
-    return found
 
 
 def assert_jvms_gone(pids: set[int], what: str, timeout: float = 45.0) -> None:

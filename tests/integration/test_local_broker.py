@@ -8,11 +8,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer
@@ -23,31 +22,9 @@ from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import AvroCodec, SchemaStore
 from tests.polling import wait_until
+from tests.procs import close, java_children, lines, pid_gone
 
 pytestmark = pytest.mark.integration
-
-
-def _pid_gone(pid: int) -> bool:
-    """True once `pid` no longer exists (a zombie awaiting its reaper counts as gone)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(entry.name))
-    return found
 
 
 def _produce(bootstrap: str, topic: str, value: bytes, key: bytes = b"k") -> None:
@@ -123,7 +100,7 @@ def test_restart_on_same_data_dir_keeps_records_and_ports(
     assert pid is not None
     first.stop()
     assert not first.is_running()
-    wait_until(lambda: _pid_gone(pid), timeout=10, what="the first JVM to exit")
+    wait_until(lambda: pid_gone(pid), timeout=10, what="the first JVM to exit")
 
     second = local_kafka_factory(data_dir=first.data_dir)
     assert second.start() == bootstrap  # same data dir -> same ports (ports.json)
@@ -140,21 +117,10 @@ def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
         assert kafka.is_running()
     finally:
         kafka.stop()
-    assert _pid_gone(pid)  # stop() waited for the JVM and reaped it
+    assert pid_gone(pid)  # stop() waited for the JVM and reaped it
     assert not data_dir.exists()
     kafka.stop()  # idempotent
     assert kafka.pid is None
-
-
-def _lines(stream: IO[str]) -> queue.Queue[str]:
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line)
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
 
 
 def test_broker_command_runs_until_sigint_and_leaves_no_jvm(
@@ -170,28 +136,22 @@ def test_broker_command_runs_until_sigint_and_leaves_no_jvm(
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     try:
-        stdout = _lines(proc.stdout)  # type: ignore[arg-type]
+        stdout = lines(proc.stdout)  # type: ignore[arg-type]
         try:
             ready = stdout.get(timeout=90)
         except queue.Empty:
             pytest.fail("`ardary-pipeline broker` printed no ready line within 90s")
         assert ready.startswith(f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:{port} (data: ")
-        jvms = _children(proc.pid)
-        assert len(jvms) == 1
+        (jvm,) = java_children(proc.pid)
         data_dir = Path(ready.split("(data: ", 1)[1].split(")", 1)[0])
         assert data_dir.is_dir()
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
-        wait_until(lambda: _pid_gone(jvms[0]), timeout=10, what="the broker JVM to exit")
+        wait_until(lambda: pid_gone(jvm), timeout=10, what="the broker JVM to exit")
         assert not data_dir.exists()  # a temporary data dir goes with the broker
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        close(proc)
 
 
 def test_jvm_dies_with_a_sigkilled_python(tmp_path: Path, wait_until: Any) -> None:
@@ -212,23 +172,18 @@ def test_jvm_dies_with_a_sigkilled_python(tmp_path: Path, wait_until: Any) -> No
     )
     data_dir = ""
     try:
-        lines = _lines(proc.stdout)  # type: ignore[arg-type]
+        out = lines(proc.stdout)  # type: ignore[arg-type]
         try:
-            pid_text, data_dir = lines.get(timeout=90).split()
+            pid_text, data_dir = out.get(timeout=90).split()
         except queue.Empty:
             pytest.fail("the broker did not start within 90s")
         jvm = int(pid_text)
-        assert not _pid_gone(jvm)
+        assert not pid_gone(jvm)
         proc.kill()  # no atexit, no finally: only the kernel's parent-death signal is left
         proc.wait(timeout=10)
-        wait_until(lambda: _pid_gone(jvm), timeout=10, what="the orphaned JVM to be killed")
+        wait_until(lambda: pid_gone(jvm), timeout=10, what="the orphaned JVM to be killed")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                stream.close()
+        close(proc)
         # The temporary data dir could not be cleaned by the killed process.
         if data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)

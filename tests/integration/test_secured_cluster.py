@@ -24,10 +24,8 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import warnings
 from pathlib import Path
-from typing import IO
 from uuid import uuid4
 
 import pytest
@@ -48,6 +46,7 @@ from tests.integration.test_secured_support import (
     start_command,
 )
 from tests.polling import wait_until
+from tests.procs import close, java_children, lines, pid_gone
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -60,32 +59,6 @@ MASK = "********** (in client.env)"
 
 
 # -- the broker command ----------------------------------------------------------------------
-
-
-def _lines(stream: IO[str]) -> queue.Queue[str]:
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        for line in stream:
-            lines.put(line.rstrip("\n"))
-
-    threading.Thread(target=pump, daemon=True).start()
-    return lines
-
-
-def _java_children_of(pid: int) -> set[int]:
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            comm, _, rest = (entry / "stat").read_text().rpartition(")")
-        except OSError:
-            continue
-        state, ppid = rest.split()[:2]
-        if int(ppid) == pid and state != "Z" and comm.endswith("(java"):
-            found.add(int(entry.name))
-    return found
 
 
 def _produce_and_consume(config: KafkaClientConfig, topic: str) -> bytes:
@@ -147,7 +120,7 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
         env=new_user_env(PYTHONUNBUFFERED="1"),
     )
     try:
-        out = _lines(proc.stdout)  # type: ignore[arg-type]
+        out = lines(proc.stdout)  # type: ignore[arg-type]
         try:
             ready = out.get(timeout=180)
             printed = [out.get(timeout=10) for _ in range(7)]
@@ -157,7 +130,7 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
         print(ready)  # the start time, for the record (pytest -s)
         assert ready.startswith(f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:"), ready
         assert f"(data: {data_dir})" in ready
-        jvms = _java_children_of(proc.pid)
+        jvms = java_children(proc.pid)
         assert len(jvms) == 3, f"one JVM per node, found {sorted(jvms)}"
 
         env_file = data_dir / "client.env"
@@ -185,28 +158,13 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
         wait_until(
-            lambda: not (jvms & _alive(jvms)), 15, f"the broker's JVMs {sorted(jvms)} to exit"
+            lambda: all(pid_gone(pid) for pid in jvms),
+            15,
+            f"the broker's JVMs {sorted(jvms)} to exit",
         )
         assert env_file.is_file()  # a data dir the user named is kept, with its settings
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-def _alive(pids: set[int]) -> set[int]:
-    alive = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            alive.add(pid)
-    return alive
+        close(proc)
 
 
 # -- wrong settings --------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from pipeline.devtools.chaos.probes import partition_leaders
 from pipeline.devtools.stack.stack import Stack, StackOptions, run_stack
 from pipeline.devtools.stack.traffic import demo_requests
 from pipeline.kafka.config import KafkaClientConfig
@@ -50,7 +51,6 @@ from tests.polling import wait_until
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
-    from kafka.admin import KafkaAdminClient
     from kafka.errors import KafkaError
 
 # The first test's set-up is the whole run (its waits bound it: ~3-4 min on a loaded box).
@@ -145,19 +145,13 @@ def _decoded(codec: Codec, value: bytes, kind: type[R]) -> R:
 
 
 def _leaders(client: KafkaClientConfig, topic: str) -> dict[int, int]:
-    """Partition → leader, or {} while the admin client reaches no live broker (its first
-    bootstrap may be the node just killed: kafka-python does not try the next one)."""
+    """Partition → leader (partitions between leaders left out), or {} while the admin client
+    reaches no live broker (its first bootstrap may be the node just killed: kafka-python does
+    not try the next one)."""
     try:
-        admin = KafkaAdminClient(**client.kafka_python(), client_id="secured-test")
+        return partition_leaders(client, topic)
     except KafkaError:
         return {}
-    try:
-        (described,) = admin.describe_topics([topic])
-    except KafkaError:
-        return {}
-    finally:
-        admin.close()
-    return {int(p["partition_index"]): int(p["leader_id"]) for p in described["partitions"]}
 
 
 def _coordinator_of(client: KafkaClientConfig, group: str) -> int | None:
