@@ -4,13 +4,14 @@ brokers (the demo stack, the chaos run and the tests wait on it)."""
 
 from __future__ import annotations
 
+import contextlib
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pipeline.kafka.config import KafkaClientConfig
 
-__all__ = ["committed_offsets", "group_lag", "group_lag_by_partition"]
+__all__ = ["admin_and_consumer", "committed_offsets", "group_lag", "group_lag_by_partition"]
 
 
 def committed_offsets(consumer: Any) -> Mapping[Any, int]:
@@ -23,40 +24,52 @@ def committed_offsets(consumer: Any) -> Mapping[Any, int]:
     return committed
 
 
+@contextlib.contextmanager
+def admin_and_consumer(
+    client: KafkaClientConfig, client_id: str, timeout_ms: int = 5000
+) -> Iterator[tuple[Any, Any]]:
+    """kafka-python's admin client and a group-less consumer, closed on exit: what a lag reading
+    asks (committed offsets, end offsets), and the chaos probes' leaders and end offsets."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer
+        from kafka.admin import KafkaAdminClient
+
+    options = {**client.kafka_python(), "request_timeout_ms": timeout_ms}
+    admin = KafkaAdminClient(**options, client_id=client_id)
+    try:
+        consumer = KafkaConsumer(**options, client_id=client_id, group_id=None)
+        try:
+            yield admin, consumer
+        finally:
+            consumer.close()
+    finally:
+        admin.close()
+
+
 def group_lag_by_partition(
     client: KafkaClientConfig, group: str, topics: Iterable[str], timeout_ms: int = 5000
 ) -> dict[str, int]:
     """`topic[partition]` → records `group` has not committed yet, for the partitions that lag,
     over `topics` and any other topic the group committed (a partition never committed counts
     from offset 0)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaConsumer, TopicPartition
-        from kafka.admin import KafkaAdminClient
+    from kafka import TopicPartition
 
-    options = {**client.kafka_python(), "request_timeout_ms": timeout_ms}
-    admin = KafkaAdminClient(**options, client_id="ardary-lag")
-    try:
-        consumer = KafkaConsumer(**options, client_id="ardary-lag", group_id=None)
-        try:
-            committed = (admin.list_group_offsets(group) or {}).get(group) or {}
-            names = set(topics) | {tp.topic for tp in committed}
-            tps = [
-                TopicPartition(t, p)
-                for t in sorted(names)
-                for p in sorted(consumer.partitions_for_topic(t) or ())
-            ]
-            lag: dict[str, int] = {}
-            for tp, end in consumer.end_offsets(tps).items():
-                done = committed.get(tp)
-                offset = done.offset if done is not None and done.offset >= 0 else 0
-                if int(end) > offset:
-                    lag[f"{tp.topic}[{tp.partition}]"] = int(end) - offset
-            return lag
-        finally:
-            consumer.close()
-    finally:
-        admin.close()
+    with admin_and_consumer(client, "ardary-lag", timeout_ms) as (admin, consumer):
+        committed = (admin.list_group_offsets(group) or {}).get(group) or {}
+        names = set(topics) | {tp.topic for tp in committed}
+        tps = [
+            TopicPartition(t, p)
+            for t in sorted(names)
+            for p in sorted(consumer.partitions_for_topic(t) or ())
+        ]
+        lag: dict[str, int] = {}
+        for tp, end in consumer.end_offsets(tps).items():
+            done = committed.get(tp)
+            offset = done.offset if done is not None and done.offset >= 0 else 0
+            if int(end) > offset:
+                lag[f"{tp.topic}[{tp.partition}]"] = int(end) - offset
+        return lag
 
 
 def group_lag(client: KafkaClientConfig, group: str, topics: Iterable[str]) -> int:

@@ -5,16 +5,13 @@ the thing it asks is down: the run is there to see things down.
 
 from __future__ import annotations
 
-import contextlib
-import warnings
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.kafka.config import KafkaClientConfig
-from pipeline.kafka.lag import group_lag, group_lag_by_partition
+from pipeline.kafka.lag import admin_and_consumer, group_lag, group_lag_by_partition
 
 __all__ = [
     "end_offsets",
@@ -48,28 +45,9 @@ def status_of(url: str, timeout: float = 2.0) -> int | None:
         return None
 
 
-@contextlib.contextmanager
-def _clients(client: KafkaClientConfig, timeout_ms: int = 5000) -> Iterator[tuple[Any, Any]]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaConsumer
-        from kafka.admin import KafkaAdminClient
-
-    options = {**client.kafka_python(), "request_timeout_ms": timeout_ms}
-    admin = KafkaAdminClient(**options, client_id="chaos-probe")
-    try:
-        consumer = KafkaConsumer(**options, client_id="chaos-probe", group_id=None)
-        try:
-            yield admin, consumer
-        finally:
-            consumer.close()
-    finally:
-        admin.close()
-
-
 def partition_leaders(client: KafkaClientConfig, topic: str) -> dict[int, int]:
     """partition → id of its leader node, for the partitions that have one."""
-    with _clients(client) as (admin, _):
+    with admin_and_consumer(client, "chaos-probe") as (admin, _):
         (described,) = admin.describe_topics([topic])
     leaders: dict[int, int] = {}
     for p in described["partitions"]:
@@ -83,7 +61,7 @@ def end_offsets(client: KafkaClientConfig, topics: Iterable[str]) -> dict[tuple[
     """(topic, partition) → end offset, for every partition of `topics` that exists."""
     from kafka import TopicPartition
 
-    with _clients(client) as (_, consumer):
+    with admin_and_consumer(client, "chaos-probe") as (_, consumer):
         tps = [
             TopicPartition(t, p)
             for t in topics
