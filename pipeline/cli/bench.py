@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import click
 
+from pipeline.cli.paths import state_dir
+
 if TYPE_CHECKING:
     from pipeline.devtools.localkafka import Security
 
@@ -105,6 +107,7 @@ def ingress(
 
     py_spy = None
     if profile is not None:
+        state_dir(profile, "--profile")  # now, not after the measured runs
         py_spy = find_py_spy()
         if py_spy is None:
             click.echo(
@@ -286,6 +289,8 @@ def fuzz(count: int, checkpoint: int, seed: int, corpus: Path | None, generate_o
     """Hypothesis-generated hostile callbacks against the shipped ingress (broker up)."""
     from pipeline.devtools.bench.fuzz import generate_corpus, run_fuzz
 
+    if corpus is not None and not corpus.exists():
+        state_dir(corpus.parent, "--corpus")  # before generating: generation is the slow part
     if generate_only:
         if corpus is None:
             raise click.UsageError("--generate-only needs --corpus")

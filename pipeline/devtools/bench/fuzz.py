@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from pipeline.devtools.waiting import wait_until
+from pipeline.errors import ConfigError
 from pipeline.procutil import free_port
 
 __all__ = [
@@ -270,8 +271,14 @@ def generate_corpus(count: int, seed: int, corpus: Path | None = None) -> list[H
 
 
 def load_corpus(corpus: Path) -> list[HostileRequest]:
-    """The requests a `generate_corpus` call wrote to `corpus`."""
-    return [_from_json(item) for item in orjson.loads(corpus.read_bytes())]
+    """The requests a `generate_corpus` call wrote to `corpus` (ConfigError for another file)."""
+    try:
+        return [_from_json(item) for item in orjson.loads(corpus.read_bytes())]
+    except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"--corpus: {corpus} is not a corpus written by `bench fuzz --generate-only` "
+            f"({type(exc).__name__})"
+        ) from None
 
 
 def _to_json(request: HostileRequest) -> list[Any]:
