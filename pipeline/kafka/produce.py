@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from aiokafka.partitioner import murmur2
 
 __all__ = [
+    "AckListener",
     "OpenBatches",
     "PartitionBatches",
     "TopicPartition",
@@ -29,6 +30,8 @@ __all__ = [
 
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
+AckListener = Callable[[int, int], None]
+"""Told `(partition, offset)`: the broker acknowledged a partition's records up to `offset`."""
 
 
 def partition_for(key: bytes | None, partitions: list[int]) -> int:
@@ -120,6 +123,8 @@ class PartitionBatches:
     keyed partitioner choose (topics keyed otherwise, e.g. opt-outs by phone). `send()`
     submits everything through the (idempotent) producer and returns the delivery futures;
     `send_and_wait()` also awaits them: the events' offsets may be committed only after that.
+    `on_ack` asks to be told the offsets the broker gave a topic's records (a table's changelog
+    offsets, `pipeline.kafka.tables`).
     """
 
     def __init__(self, producer: Any) -> None:
@@ -127,6 +132,7 @@ class PartitionBatches:
         self._batches: OpenBatches[None] = OpenBatches(producer)
         self._single: list[tuple[str, int, bytes | None, bytes | None]] = []
         self._keyed: list[tuple[str, bytes | None, bytes | None]] = []
+        self._listeners: dict[str, AckListener] = {}
 
     @classmethod
     def for_app(cls, app: Any) -> PartitionBatches:
@@ -143,6 +149,14 @@ class PartitionBatches:
         """Queue one record for the partition the default partitioner picks for `key`."""
         self._keyed.append((topic, key, value))
 
+    def on_ack(self, topic: str, listener: AckListener) -> None:
+        """Call `listener(partition, last_offset)` for each record batch of `topic` sent from
+        here, once the broker acknowledged it — whoever awaits the delivery futures, and not at
+        all for a batch that failed. The first listener given for a topic is kept.
+        """
+        if topic not in self._listeners:
+            self._listeners[topic] = listener
+
     async def send(self) -> list[asyncio.Future[Any]]:
         """Submit every queued record; returns delivery futures (await them for the acks)."""
         if self._keyed:
@@ -154,14 +168,37 @@ class PartitionBatches:
                     partitions = known[topic] = sorted(await self._producer.partitions_for(topic))
                 self.add(topic, partition_for(key, partitions), key, value)
         futures: list[asyncio.Future[Any]] = []
+        listeners = self._listeners
         for (topic, partition), builder, _ in self._batches.take_all():
-            if builder.record_count():
-                futures.append(await self._producer.send_batch(builder, topic, partition=partition))
+            count = builder.record_count()
+            if count:
+                future = await self._producer.send_batch(builder, topic, partition=partition)
+                if topic in listeners:
+                    future.add_done_callback(_acked(listeners[topic], partition, count))
+                futures.append(future)
         single, self._single = self._single, []
         for topic, partition, key, value in single:
-            futures.append(await self._producer.send(topic, value, key=key, partition=partition))
+            future = await self._producer.send(topic, value, key=key, partition=partition)
+            if topic in listeners:
+                future.add_done_callback(_acked(listeners[topic], partition, 1))
+            futures.append(future)
         return futures
 
     async def send_and_wait(self) -> None:
         """Submit every queued record and wait until the broker acknowledged all of them."""
         await asyncio.gather(*await self.send())
+
+
+def _acked(
+    listener: AckListener, partition: int, count: int
+) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback telling `listener` the offset of a delivered batch's last record.
+
+    aiokafka resolves a batch's future with the batch's base offset; its records follow it.
+    """
+
+    def done(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            listener(partition, future.result().offset + count - 1)
+
+    return done

@@ -1,8 +1,10 @@
 """Faust table helpers shared by the stateful agents (correlate, metrics, outbound).
 
-Writes go to the local store and, straight to the Kafka producer, to the changelog; expiry
-timers sweep a table with tombstones; and an event is made faust's "current event" so a table
-key lands in that event's partition.
+Writes go to the local store and, straight to the Kafka producer, to the changelog; once the
+broker acknowledged a batch's changelog records, the local store remembers their offset, so a
+restarted worker reads only the changelog written since; expiry timers sweep a table with
+tombstones; and an event is made faust's "current event" so a table key lands in that event's
+partition.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
+from faust.types import TP
 
 from pipeline.kafka.produce import PartitionBatches
 
 __all__ = [
     "ROCKSDB_OPTIONS",
+    "ChangelogOffsets",
     "as_current",
     "bind_event",
+    "changelog_offsets",
     "sweep",
     "table_write",
     "ttl_scan_interval",
@@ -72,9 +77,9 @@ def table_write(table: Any, event: Any, key: bytes, value: Any, batches: Partiti
     Same effect as ``table[key] = value``, but the changelog record goes out with the batch's
     other records instead of through faust's 100-message buffer, which publishes one record at
     a time and capped an agent at ~1,400 events/s (measured). The bytes are those faust itself
-    writes, so faust's recovery reads them unchanged. Cost: faust's persisted changelog offset
-    does not advance, so a restarted worker re-reads its changelog from the start (idempotent,
-    only slower).
+    writes, so faust's recovery reads them unchanged. Once the broker acknowledged the batch,
+    the offset of its last changelog record is kept in the local store (`ChangelogOffsets`),
+    as faust does for its own changelog sends, so a restart reads only the changelog's tail.
 
     A `bytes` value is written to the changelog as it is (a table whose values are raw bytes,
     as faust's "raw" serializer would); any other value as faust's JSON.
@@ -84,6 +89,7 @@ def table_write(table: Any, event: Any, key: bytes, value: Any, batches: Partiti
     """
     topic, partition, raw = _store(table, event, key, value)
     batches.add(topic, partition, key, raw)
+    batches.on_ack(topic, changelog_offsets(table))
 
 
 def _store(table: Any, event: Any, key: bytes, value: Any) -> tuple[str, int, bytes | None]:
@@ -97,6 +103,45 @@ def _store(table: Any, event: Any, key: bytes, value: Any) -> tuple[str, int, by
     # bytes go as they are (a table of raw values, e.g. the outbound send states); others as JSON
     raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
     return table.changelog_topic.get_topic_name(), event.message.partition, raw
+
+
+class ChangelogOffsets:
+    """Keeps, in a table's local store, the changelog offset its store is complete up to.
+
+    faust starts a changelog partition's recovery at the offset its store keeps
+    (`Store.persisted_offset`; RocksDB keeps it in the partition's own database, next to the
+    data) and moves it itself only for the records it sends (`Table._on_changelog_sent`). The
+    agents' records go out in `PartitionBatches` instead, so this is told their offsets when the
+    broker acknowledged them. Sound because `table_write` changes the store *before* the record
+    is sent: every changelog record up to an acknowledged offset is already in the store, and a
+    RocksDB write survives a killed process (its write-ahead log) in the order it was made.
+    Recovery then re-reads only what was written after; re-applying a record is harmless.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def __call__(self, partition: int, offset: int) -> None:
+        store = self._table.data
+        # faust closes a revoked partition's database (RocksDB's `_dbs` loses it); reopening it
+        # here would take a partition this worker no longer serves: the next owner restores it.
+        open_dbs = getattr(store, "_dbs", None)
+        if open_dbs is not None and partition not in open_dbs:
+            return
+        store.set_persisted_offset(
+            TP(self._table.changelog_topic.get_topic_name(), partition), offset
+        )
+
+
+_OFFSETS: weakref.WeakKeyDictionary[Any, ChangelogOffsets] = weakref.WeakKeyDictionary()
+
+
+def changelog_offsets(table: Any) -> ChangelogOffsets:
+    """The one `ChangelogOffsets` of `table`."""
+    keeper = _OFFSETS.get(table)
+    if keeper is None:
+        keeper = _OFFSETS[table] = ChangelogOffsets(table)
+    return keeper
 
 
 def _partition_in_value(key: bytes, value: Any) -> int:
