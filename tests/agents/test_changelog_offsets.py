@@ -19,7 +19,7 @@ from faust.types import TP
 
 from pipeline.agents.app import create_app
 from pipeline.kafka.produce import PartitionBatches
-from pipeline.kafka.tables import table_write
+from pipeline.kafka.tables import changelog_offsets, table_write
 from pipeline.settings import load_settings
 
 
@@ -111,3 +111,16 @@ async def test_a_partition_revoked_before_the_ack_is_not_reopened(table: Any) ->
     producer.acknowledge({(changelog, 2): 5})
     await asyncio.sleep(0)
     assert 2 not in table.data._dbs
+
+
+def test_finding_a_tables_offsets_never_compares_tables(
+    table: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A faust Table is a Mapping: comparing two reads both whole, once per table write."""
+
+    def no_comparison(self: Any, other: Any) -> bool:
+        raise AssertionError("a table was compared with ==")
+
+    keeper = changelog_offsets(table)
+    monkeypatch.setattr(type(table), "__eq__", no_comparison)
+    assert changelog_offsets(table) is keeper
