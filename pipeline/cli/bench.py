@@ -200,6 +200,9 @@ def outbound(
 @click.option("--seconds", default=10.0, show_default=True, help="Latency run length.")
 @click.option("--store", default="rocksdb://", show_default=True)
 @_cluster_options
+@click.option("--recovery/--no-recovery", "with_recovery", default=True, show_default=True,
+              help="After the RSS run: SIGKILL the worker, time its restart on the same data "
+              "dir, then on an empty one (needs --live).")  # fmt: skip
 def correlate(
     n_events: int,
     partitions: int,
@@ -209,8 +212,9 @@ def correlate(
     store: str,
     nodes: str | None,
     security: str | None,
+    with_recovery: bool,
 ) -> None:
-    """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
+    """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS; recovery."""
     from pipeline.devtools.bench.correlate import run_correlate_bench
 
     run_correlate_bench(
@@ -222,6 +226,7 @@ def correlate(
         store=store,
         nodes=_nodes(nodes),
         security=_security(security),
+        with_recovery=with_recovery,
         echo=click.echo,
     )
 

@@ -8,6 +8,9 @@
 4. Latency: status callbacks through the in-process ingress at a fixed rate; p99 from the
    ingress's 200 to the lifecycle record read from `sms.lifecycle`.
 5. RSS of the worker process once it holds `--live` lifecycles.
+6. Recovery (`pipeline.devtools.bench.recovery`): SIGKILL that worker, restart it on the same
+   data dir, and time it until it processes new events (`RATIO recovery_seconds_1m=` for a
+   million live lifecycles); then the same on an empty data dir (a full restore, reported).
 """
 
 from __future__ import annotations
@@ -31,10 +34,12 @@ from uuid import uuid4
 
 from pipeline import records
 from pipeline.devtools.bench.broker import BenchCluster, bench_broker
+from pipeline.devtools.bench.recovery import recovery_label, seconds_to_resume
 from pipeline.devtools.waiting import wait_until
 from pipeline.errors import PipelineError
 from pipeline.kafka.admin import ensure_topics, replication_for
 from pipeline.kafka.config import KafkaClientConfig
+from pipeline.kafka.lag import group_lag
 from pipeline.kafka.readers import topic_partitions
 from pipeline.kafka.worker import READY_LINE
 from pipeline.procutil import free_port
@@ -259,12 +264,13 @@ def run_correlate_bench(
     store: str,
     nodes: int | None = None,
     security: Security | None = None,
+    with_recovery: bool = True,
     echo: Callable[[str], Any] = print,
 ) -> None:
-    """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS."""
+    """Throughput of one correlate worker vs a bare aiokafka loop; latency p99; RSS; recovery."""
     with bench_broker(nodes, security) as cluster:
         echo(f"cluster: {cluster.describe()}")
-        _bench(cluster, n_events, partitions, live, rate, seconds, store, echo)
+        _bench(cluster, n_events, partitions, live, rate, seconds, store, with_recovery, echo)
 
 
 def _bench(
@@ -275,6 +281,7 @@ def _bench(
     rate: float,
     seconds: float,
     store: str,
+    with_recovery: bool,
     echo: Callable[[str], Any],
 ) -> None:
     prefix = f"bench{uuid4().hex[:6]}."
@@ -295,23 +302,16 @@ def _bench(
     bare = asyncio.run(_bare_loop(client, topics, f"{prefix}bench-bare-out", len(items)))
     echo(f"bare getmany→decode→encode→produce: {bare:,.0f} events/s")
 
-    port = free_port()
     env = cluster.subprocess_env(PIPELINE_TOPIC_PREFIX=prefix, PIPELINE_PARTITIONS=str(partitions))
+    recovery: tuple[float, float] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-correlate-") as tmp:
-        log_path = Path(tmp) / "worker.log"
-        with log_path.open("wb") as log:
-            proc = subprocess.Popen(
-                [*_WORKER, "--web-port", str(port), "--data-dir", f"{tmp}/state", "--store", store],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        worker = _Worker(env, store, Path(tmp))
+        proc = worker.spawn("state")
         try:
             wait_until(
-                lambda: READY_LINE in log_path.read_text(errors="replace"), 120, "worker ready"
+                lambda: READY_LINE in worker.log_text(), 120, f"worker ready ({worker.log_path})"
             )
-            rate_worker = _drain_rate(port, len(items), 600)
+            rate_worker = _drain_rate(worker.port, len(items), 600)
             echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
 
             lat = asyncio.run(_latency(cluster, prefix, rate, seconds, base))
@@ -320,28 +320,114 @@ def _bench(
                 f"p50={percentile(lat, 0.5):.1f} ms p99={percentile(lat, 0.99):.1f} ms"
             )
             if live:
-                done = _processed(port)
-                extra = [
-                    records.SendRequest(f"R{i:08d}", "bench", "+33612345678", "x", base)
-                    for i in range(live)
-                ]
-                asyncio.run(
-                    _produce(
-                        client,
-                        [
-                            (f"{prefix}sms.send-requests", record_key(e), codec.encode(e))
-                            for e in extra
-                        ],
-                    )
-                )
-                wait_until(
-                    lambda: _processed(port) >= done + live, 1800, "live lifecycles", interval=1.0
-                )
+                _load_live(client, prefix, worker.port, live, base, codec)
                 echo(f"worker RSS with {live:,} live lifecycles: {_rss_mb(proc.pid):.0f} MB")
+                if with_recovery:
+                    recovery, proc = _recovery(worker, proc, client, prefix, partitions, echo)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            _stop(proc)
     echo(f"RATIO correlate_vs_bare={rate_worker / bare:.2f}")
+    if recovery is not None:
+        echo(f"RATIO recovery_seconds_{recovery_label(live)}={recovery[0]:.1f}")
+
+
+class _Worker:
+    """How to start `ardary-pipeline worker --agents correlate` here: env, store, log, port."""
+
+    def __init__(self, env: dict[str, str], store: str, tmp: Path) -> None:
+        self.env = env
+        self.store = store
+        self.tmp = tmp
+        self.log_path = tmp / "worker.log"
+        self.port = 0
+
+    def spawn(self, state: str) -> subprocess.Popen[bytes]:
+        """A worker on the data dir `tmp/state` (created empty when new), on a fresh web port."""
+        self.port = free_port()
+        with self.log_path.open("ab") as log:
+            return subprocess.Popen(
+                [
+                    *_WORKER,
+                    "--web-port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.tmp / state),
+                    "--store",
+                    self.store,
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+
+
+def _load_live(
+    client: KafkaClientConfig, prefix: str, port: int, live: int, base: datetime, codec: Any
+) -> None:
+    """Publish `live` send requests (one lifecycle each) and wait until the worker took them."""
+    done = _processed(port)
+    extra = [
+        records.SendRequest(f"R{i:08d}", "bench", "+33612345678", "x", base) for i in range(live)
+    ]
+    asyncio.run(
+        _produce(
+            client,
+            [(f"{prefix}sms.send-requests", record_key(e), codec.encode(e)) for e in extra],
+        )
+    )
+    wait_until(lambda: _processed(port) >= done + live, 1800, "live lifecycles", interval=1.0)
+
+
+def _wait_committed(client: KafkaClientConfig, prefix: str) -> None:
+    """Until the workers' group committed every input record: what a kill must not replay."""
+    inputs = [f"{prefix}{name}" for name in SOURCES]
+    wait_until(
+        lambda: group_lag(client, f"{prefix}workers", inputs) == 0,
+        120,
+        "the worker to commit its inputs",
+        interval=0.5,
+    )
+
+
+def _recovery(
+    worker: _Worker,
+    proc: subprocess.Popen[bytes],
+    client: KafkaClientConfig,
+    prefix: str,
+    partitions: int,
+    echo: Callable[[str], Any],
+) -> tuple[tuple[float, float], subprocess.Popen[bytes]]:
+    """SIGKILL, restart on the same data dir, then on an empty one; seconds until each resumes."""
+    _wait_committed(client, prefix)
+    _kill(proc)
+    same, proc = seconds_to_resume(
+        lambda: worker.spawn("state"), client, prefix, partitions, "probe-same", 600
+    )
+    echo(f"recovery after SIGKILL, same data dir: {same:.1f} s until new events are processed")
+    _wait_committed(client, prefix)
+    _kill(proc)
+    empty, proc = seconds_to_resume(
+        lambda: worker.spawn("state-empty"), client, prefix, partitions, "probe-empty", 1800
+    )
+    echo(f"recovery on an empty data dir (full restore): {empty:.1f} s")
+    return (same, empty), proc
