@@ -135,8 +135,9 @@ class DurableDoor:
             try:
                 await self.publisher.publish(items, FORWARD_TIMEOUT_S)
             except (BrokerError, TimeoutError) as exc:
-                log.warning(
-                    "forwarding spooled records failed", extra={"error": type(exc).__name__}
+                log.warning(  # the reason: a topic missing here blocks the spool's head
+                    "forwarding spooled records failed",
+                    extra={"error": type(exc).__name__, "reason": str(exc)[:300]},
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

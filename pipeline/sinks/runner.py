@@ -26,7 +26,13 @@ from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as KafkaTP
 
 from pipeline import records
-from pipeline.errors import BrokerError, ConfigError, DecodeError, SinkBackpressure
+from pipeline.errors import (
+    BrokerError,
+    ConfigError,
+    DecodeError,
+    PipelineError,
+    SinkBackpressure,
+)
 from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.errors import kafka_errors
 from pipeline.kafka.groupjoin import resume_dropped_join, verify_group_join_internals
@@ -41,6 +47,7 @@ __all__ = [
     "DEFAULT_GROUP",
     "READY_EVENT",
     "SinkStats",
+    "close_loop",
     "consumer_config",
     "run_sink",
     "sink_topics",
@@ -243,6 +250,25 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.written.clear()
 
 
+def close_loop(loop: _Loop, consumer: Any, *, failing: bool) -> None:
+    """Close the consumer, then the writer thread.
+
+    In that order: kafka-python calls `on_partitions_revoked` from `close()`, and its flush
+    needs the writer (the other order failed every close that still held rows, and the sink
+    exited with a traceback). A close that fails while the loop already failed (the cluster
+    went away) is logged: the loop's own error is the one to report.
+    """
+    try:
+        with kafka_errors("closing the sink consumer failed"):
+            consumer.close(autocommit=False)
+    except PipelineError as exc:
+        if not failing:
+            raise
+        log.warning("%s", exc)
+    finally:
+        loop.writer.shutdown(wait=True)
+
+
 def run_sink(
     settings: Settings,
     *,
@@ -283,6 +309,7 @@ def run_sink(
     loop = _Loop(consumer, sink, codec, group, from_beginning)
     started = last_flush = last_progress = last_data = time.monotonic()
     rows_at_progress = 0
+    failed = True  # until the loop ends on its own
     try:
         verify_group_join_internals(consumer)  # kafka-python moved what the fix needs: say so now
         with batch_gc(), kafka_errors("sink consumer failed", detail=True):
@@ -313,10 +340,10 @@ def run_sink(
                     break  # idle since the (last) assignment: a batch run is done
             loop.flush(wait=True)
             loop.commit_written()
+        failed = False
     finally:
         try:
-            loop.writer.shutdown(wait=True)
-            consumer.close(autocommit=False)
+            close_loop(loop, consumer, failing=failed)
         finally:
             sink.close()
     elapsed = time.monotonic() - started

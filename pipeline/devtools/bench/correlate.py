@@ -170,15 +170,19 @@ def _drain_rate(port: int, target: float, timeout: float) -> float:
 
 
 async def _latency(
-    cluster: BenchCluster, prefix: str, rate: float, seconds: float, base: datetime
+    cluster: BenchCluster, prefix: str, rate: float, seconds: float, base: datetime, spool: Path
 ) -> list[float]:
-    """ms from each callback's HTTP 200 to its lifecycle record on the topic."""
+    """ms from each callback's HTTP 200 to its lifecycle record on the topic.
+
+    The ingress spools into `spool` (empty, the bench's own): the default directory is relative
+    to the working directory, and callbacks left there by another run would be forwarded first.
+    """
     import httpx
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     from pipeline.devtools.ingress_runner import run_ingress
 
-    settings = cluster.settings(pipeline_topic_prefix=prefix)
+    settings = cluster.settings(pipeline_topic_prefix=prefix, ingress_spool_dir=spool)
     codec = make_codec(None)
     acked: dict[str, float] = {}
     seen: dict[str, float] = {}
@@ -314,7 +318,7 @@ def _bench(
             rate_worker = _drain_rate(worker.port, len(items), 600)
             echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
 
-            lat = asyncio.run(_latency(cluster, prefix, rate, seconds, base))
+            lat = asyncio.run(_latency(cluster, prefix, rate, seconds, base, Path(tmp) / "spool"))
             echo(
                 f"latency ingress 200 → sms.lifecycle at {rate:.0f}/s: n={len(lat)} "
                 f"p50={percentile(lat, 0.5):.1f} ms p99={percentile(lat, 0.99):.1f} ms"
