@@ -124,8 +124,12 @@ class KafkaPublisher:
             max_batch_size=256 * 1024,
         )
         try:
-            await producer.start()
-        except (KafkaError, OSError) as exc:
+            # aiokafka's start() waits for a producer id without end when the node that
+            # answered the metadata request goes away before InitProducerId: the chaos run's
+            # ingress, restarted while the cluster was stopping, never served (nor spooled)
+            async with asyncio.timeout(self._request_timeout_ms / 1000):
+                await producer.start()
+        except (KafkaError, OSError, TimeoutError) as exc:
             with contextlib.suppress(Exception):
                 await producer.stop()
             raise BrokerError(

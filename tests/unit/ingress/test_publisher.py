@@ -43,6 +43,7 @@ class StubBatch:
 
 class StubProducer:
     instances: list[StubProducer] = []
+    start_hangs = False  # aiokafka waiting for a producer id from a node that went away
 
     def __init__(self, **config: Any) -> None:
         self.config = config
@@ -60,6 +61,8 @@ class StubProducer:
         return len(self.batches)
 
     async def start(self) -> None:
+        if StubProducer.start_hangs:
+            await asyncio.Event().wait()
         self.started = True
 
     async def stop(self) -> None:
@@ -91,6 +94,7 @@ class StubProducer:
 @pytest.fixture
 def stub(monkeypatch: pytest.MonkeyPatch) -> Callable[[], StubProducer]:
     StubProducer.instances.clear()
+    monkeypatch.setattr(StubProducer, "start_hangs", False)
     monkeypatch.setattr(aiokafka, "AIOKafkaProducer", StubProducer)
     return lambda: StubProducer.instances[-1]
 
@@ -252,3 +256,21 @@ async def test_unacknowledged_record_fails_by_its_deadline(
 async def test_publish_before_start_is_a_broker_error() -> None:
     with pytest.raises(BrokerError):
         await KafkaPublisher("h:9092").publish([("t", None, b"v")], within=1.0)
+
+
+async def test_a_start_that_never_ends_is_bounded_by_the_request_timeout(
+    stub: Callable[[], StubProducer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The chaos run's ingress, restarted while the cluster stopped, waited in aiokafka's
+    # start() for good: with a spool it must start down and serve (spooling) instead.
+    monkeypatch.setattr(StubProducer, "start_hangs", True)
+    with pytest.raises(BrokerError, match="cannot reach Kafka at h:9092: TimeoutError"):
+        await KafkaPublisher("h:9092", request_timeout_ms=50).start()
+    assert stub().stopped
+    publisher = KafkaPublisher("h:9092", request_timeout_ms=50, probe_interval=0.01)
+    await publisher.start(wait_for_broker=False)
+    assert not publisher.broker_up
+    monkeypatch.setattr(StubProducer, "start_hangs", False)
+    await wait_until_async(lambda: publisher.broker_up)
+    await publisher.publish([("t", None, b"v")], within=1.0)
+    await publisher.stop()
