@@ -27,7 +27,12 @@ from pipeline.serde import codec_for
 from pipeline.settings import Settings
 from pipeline.topics import TOPICS
 
-__all__ = ["AGENTS", "Streams", "create_app"]
+__all__ = ["AGENTS", "HEARTBEAT_INTERVAL_S", "SESSION_TIMEOUT_S", "Streams", "create_app"]
+
+SESSION_TIMEOUT_S = 15.0
+"""How long the group waits for a worker that stopped heartbeating (faust's default: 60 s)."""
+HEARTBEAT_INTERVAL_S = 3.0
+"""Five heartbeats per session: a worker is evicted only after missing all of them."""
 
 # agent name -> "module:function" with signature register(app, streams, settings) -> None
 AGENTS: dict[str, str] = {
@@ -84,6 +89,11 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
         broker_commit_interval=1.0,
+        # A member that died without leaving (SIGKILL, or the cluster gone when it stopped)
+        # holds every partition's rebalance until its session expires: 60 s by faust's
+        # default, measured as a 52-s group join after the chaos run restarted the cluster.
+        broker_session_timeout=SESSION_TIMEOUT_S,
+        broker_heartbeat_interval=HEARTBEAT_INTERVAL_S,
         web_enabled=True,
         web_port=web_port,
         web_bind=web_host,

@@ -72,3 +72,12 @@ def test_lag_reads_the_offsets_faust_committed(app: Any) -> None:
     tp = TP("t.sms.send-requests", 2)
     consumer._committed_offset[tp] = 41  # what faust records after a commit
     assert committed_offsets(consumer)[tp] == 41
+
+
+def test_a_dead_worker_is_evicted_in_15_seconds_not_faust_s_60(app: Any) -> None:
+    # A worker SIGKILLed (or stopped with the cluster) never leaves its group: every rebalance
+    # waits for its session to expire. The chaos run measured faust's 60-s default as a 52-s
+    # group join after the cluster came back.
+    conf = app.conf
+    assert conf.broker_session_timeout == 15.0
+    assert conf.broker_heartbeat_interval * 5 <= conf.broker_session_timeout
