@@ -100,3 +100,14 @@ async def test_a_stop_thrown_to_the_channel_ends_the_batches(app: Any, stream: A
         with pytest.raises(StopAsyncIteration):
             await anext(batches)
     assert _acked(app) == [0]
+
+
+async def test_a_batch_tells_faust_s_monitor_its_partition_is_being_processed(
+    app: Any, stream: Any
+) -> None:
+    # faust's consumer logs "Stream has not started processing" (ERROR, every few seconds per
+    # lagging partition) once a worker is up 300 s unless the partition's inbound time is set
+    stream.channel.queue.put_nowait(_event(app, 0))
+    async with aclosing(event_batches(stream, max_events=10, within=0.01)) as batches:
+        await anext(batches)
+    assert TP(TOPIC, 0) in app.monitor.stream_inbound_time
