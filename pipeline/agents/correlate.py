@@ -5,8 +5,14 @@ join) and keeps ONE table keyed by `id_sms_api` whose value is the `LifecycleSta
 every fact seen (`pipeline.core.lifecycle`, order-independent and idempotent).
 
 Choices, written down:
-- Emission: a lifecycle is produced to `sms.lifecycle` only when its derived record changed
-  (so a duplicate callback emits nothing). Events are processed in batches (`event_batches`);
+- Emission: every message a batch touches is written to the table (and its changelog) and its
+  lifecycle produced, even when the event changed nothing (a duplicate callback re-emits the
+  same record). A replay must: the table's RocksDB is written before the batch's changelog and
+  lifecycle records are acknowledged, so after a SIGKILL the restarted worker's store already
+  holds what the lost batch wrote, while a restart reads only the changelog's tail. Skipping
+  unchanged states left the lifecycle at its earlier state for good (the chaos run's one
+  `lifecycle_mismatch`: a message SUBMITTED on `sms.lifecycle`, DELIVERED by its callbacks).
+  Events are processed in batches (`event_batches`);
   within one batch only the last record of a message is produced — the topic is compacted and
   the latest record per key is the truth, so intermediate records carry no information.
   A batch's changelog and lifecycle records go to Kafka as one record batch per partition
@@ -118,21 +124,11 @@ class Touch:
     before: LifecycleState | None
     after: LifecycleState
 
-    def changed_state(self) -> bool:
-        return self.after != self.before
-
-    def emit(
+    def record(
         self, now: datetime | None = None, receipt_timeout_seconds: float | None = None
-    ) -> SmsLifecycle | None:
-        """The record to produce (as of `now`), or None when the derived record did not change."""
-        if self.after == self.before:
-            return None
-        record = to_record(self.after, now=now, receipt_timeout_seconds=receipt_timeout_seconds)
-        if self.before is not None and record == to_record(
-            self.before, now=now, receipt_timeout_seconds=receipt_timeout_seconds
-        ):
-            return None
-        return record
+    ) -> SmsLifecycle:
+        """The record to produce (as of `now`): always, changed or not (see the module)."""
+        return to_record(self.after, now=now, receipt_timeout_seconds=receipt_timeout_seconds)
 
 
 def overdue_scan_interval(timeout_seconds: float) -> float:
@@ -270,16 +266,19 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
             watermark.advance(latest)
             emitted = 0
             batches = await output.batches()
-            for mid, touch in touched.items():
-                if not touch.changed_state():
-                    continue
+            for mid, touch in touched.items():  # changed or not: a replay must re-emit
                 key = mid.encode()
                 partition = touch.tag.message.partition
-                table_write(table, touch.tag, key, encode_value(touch.after, partition), batches)
-                record = touch.emit(now, timeout)
-                if record is not None:
-                    output.add(batches, key, partition, record)
-                    emitted += 1
+                table_write(
+                    table,
+                    touch.tag,
+                    key,
+                    encode_value(touch.after, partition),
+                    batches,
+                    tail_recovery=True,
+                )
+                output.add(batches, key, partition, touch.record(now, timeout))
+                emitted += 1
             sent = await batches.send()
         # The batch's events are acked (and their offsets become committable) when this returns:
         # only once the broker holds every changelog and lifecycle record they caused.

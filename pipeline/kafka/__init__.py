@@ -40,9 +40,11 @@ behaviour it replaces, and the test that proves it is in use:
   sends itself, so with the changelog in `PartitionBatches` a restarted worker re-read its
   whole changelog. `PartitionBatches.on_ack` tells the store the offset of each acknowledged
   changelog batch, so recovery on the same data dir reads only the tail written since; a
-  partition revoked before the ack is left closed. No upstream issue (faust's own path does
-  the same). Tests: tests/agents/test_changelog_offsets.py (fails without `on_ack`);
-  `bench correlate`'s recovery run (`RATIO recovery_seconds_1m=`).
+  partition revoked before the ack is left closed. Only for the correlate agent's table
+  (`table_write(..., tail_recovery=True)`), which re-emits a replayed event's state: after a
+  kill the store can hold writes never acknowledged, which a full replay used to reset. No
+  upstream issue (faust's own path does the same). Tests: tests/agents/test_changelog_offsets.py
+  (fails without `on_ack`); `bench correlate`'s recovery run (`RATIO recovery_seconds_1m=`).
 - `worker.PipelineWorker._setup_logging` (faust `Worker`): faust leaves every logger at DEBUG
   and filters at the handler. Test: tests/agents/test_kafka_adaptations.py.
 - `lag.committed_offsets` (faust `Consumer._committed_offset`): the lag gauges without a broker

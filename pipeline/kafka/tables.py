@@ -70,16 +70,30 @@ def bind_event(event: Any) -> None:
     _current_event.set(weakref.ref(event))
 
 
-def table_write(table: Any, event: Any, key: bytes, value: Any, batches: PartitionBatches) -> None:
+def table_write(
+    table: Any,
+    event: Any,
+    key: bytes,
+    value: Any,
+    batches: PartitionBatches,
+    *,
+    tail_recovery: bool = False,
+) -> None:
     """Set (or, with None, delete) a table key in `event`'s partition: the local store now, the
     changelog record in `batches`.
 
     Same effect as ``table[key] = value``, but the changelog record goes out with the batch's
     other records instead of through faust's 100-message buffer, which publishes one record at
     a time and capped an agent at ~1,400 events/s (measured). The bytes are those faust itself
-    writes, so faust's recovery reads them unchanged. Once the broker acknowledged the batch,
-    the offset of its last changelog record is kept in the local store (`ChangelogOffsets`),
-    as faust does for its own changelog sends, so a restart reads only the changelog's tail.
+    writes, so faust's recovery reads them unchanged.
+
+    With `tail_recovery`, once the broker acknowledged the batch, the offset of its last
+    changelog record is kept in the local store (`ChangelogOffsets`), as faust does for its own
+    changelog sends, so a restart on the same data dir reads only the changelog's tail. Only for
+    a table whose agent writes and produces a replayed event's state even when it changed
+    nothing (see `ChangelogOffsets`): the correlate agent's. The others re-read their whole
+    changelog on a restart, which resets a key the killed process wrote but never got
+    acknowledged to its last acknowledged value, so their unchanged-skipping stays correct.
 
     A `bytes` value is written to the changelog as it is (a table whose values are raw bytes,
     as faust's "raw" serializer would); any other value as faust's JSON.
@@ -89,7 +103,8 @@ def table_write(table: Any, event: Any, key: bytes, value: Any, batches: Partiti
     """
     topic, partition, raw = _store(table, event, key, value)
     batches.add(topic, partition, key, raw)
-    batches.on_ack(topic, changelog_offsets(table))
+    if tail_recovery:
+        batches.on_ack(topic, changelog_offsets(table))
 
 
 def _store(table: Any, event: Any, key: bytes, value: Any) -> tuple[str, int, bytes | None]:
@@ -116,6 +131,10 @@ class ChangelogOffsets:
     is sent: every changelog record up to an acknowledged offset is already in the store, and a
     RocksDB write survives a killed process (its write-ahead log) in the order it was made.
     Recovery then re-reads only what was written after; re-applying a record is harmless.
+    The other way round, the store can be *ahead* after a kill (written, never acknowledged),
+    and recovery no longer overwrites such a key with its older changelog value: an agent must
+    write and produce a replayed event's state even when the event changes nothing in the store
+    (the correlate agent does; its chaos-run mismatch was exactly this).
     """
 
     def __init__(self, table: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -183,6 +184,7 @@ class TopicReader:
         self.codec = make_codec(None)
         self.latest: dict[bytes, Any] = {}
         self.count = 0
+        self.counts: Counter[bytes] = Counter()  # records read, by key
         self._consumer: Any = None
 
     async def __aenter__(self) -> TopicReader:
@@ -214,6 +216,7 @@ class TopicReader:
         for msgs in batches.values():
             for m in msgs:
                 self.latest[m.key] = None if m.value is None else self.codec.decode(m.value)
+                self.counts[m.key] += 1
                 n += 1
         self.count += n
         return n

@@ -80,7 +80,9 @@ async def _write(table: Any, writes: list[tuple[int, bytes]]) -> tuple[Producer,
     producer = Producer()
     batches = PartitionBatches(producer)
     for partition, key in writes:
-        table_write(table, Event(partition), key, {"p": partition, "s": {}}, batches)
+        table_write(
+            table, Event(partition), key, {"p": partition, "s": {}}, batches, tail_recovery=True
+        )
     await batches.send()
     return producer, table.changelog_topic.get_topic_name()
 
@@ -124,3 +126,17 @@ def test_finding_a_tables_offsets_never_compares_tables(
     keeper = changelog_offsets(table)
     monkeypatch.setattr(type(table), "__eq__", no_comparison)
     assert changelog_offsets(table) is keeper
+
+
+async def test_without_tail_recovery_a_table_keeps_reading_its_whole_changelog(
+    table: Any,
+) -> None:
+    # the tables whose agents skip unchanged states: a full replay resets what a killed
+    # process wrote but never got acknowledged
+    producer = Producer()
+    batches = PartitionBatches(producer)
+    table_write(table, Event(0), b"a", {"p": 0, "s": {}}, batches)
+    await batches.send()
+    changelog = table.changelog_topic.get_topic_name()
+    producer.acknowledge({(changelog, 0): 40})
+    assert table.persisted_offset(TP(changelog, 0)) is None

@@ -50,11 +50,8 @@ class Worker:
 
         touched, _skipped, _latest = fold_events(list(enumerate(events)), load)
         for mid, touch in touched.items():
-            if touch.changed_state():
-                self.data[mid.encode()] = encode_value(touch.after, 0)
-            record = touch.emit(now, TIMEOUT)
-            if record is not None:
-                self.emitted[mid] = record
+            self.data[mid.encode()] = encode_value(touch.after, 0)
+            self.emitted[mid] = touch.record(now, TIMEOUT)
 
     async def timer(self, now: datetime) -> list[str]:
         found = await overdue_keys(self.data.items(), now, TIMEOUT, self.since)
