@@ -1,0 +1,535 @@
+"""`ardary-pipeline bench e2e`: the whole pipeline's sustained rate against its slowest stage.
+
+One broker (`bench_broker`), one run:
+1. each stage alone, with the functions of its own benchmark at a reduced size: the outbound
+   worker (send requests → the simulator's accepted sends, no rate limit), the ingress (status
+   callbacks/s over real HTTP, wrk), the correlate worker (preloaded events/s) and the sink
+   (lifecycle rows/s into DuckDB);
+2. the whole pipeline, started by the demo's stack (`pipeline.devtools.stack.stack.run_stack`):
+   the simulator firing status callbacks at the ingress, the ingress, one worker, the DuckDB
+   sink. N non-marketing send requests are published (no sending window applies) and the clock
+   runs from the first publish until `sms.lifecycle` shows all N DELIVERED and the sink's group
+   has committed everything (lag 0): the DuckDB file is the sink's while it runs. Then the sink
+   is stopped and the warehouse itself must hold the N rows DELIVERED, else the run fails;
+3. every stage's rate in messages/s: its own unit ÷ what one message costs that stage in the
+   e2e run (status callbacks, events, lifecycle records per message, counted on the e2e run's
+   topics), the slowest of them, the CPU each process of the e2e run used, and the RATIO lines.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+from pipeline.devtools.bench.broker import KAFKA_CLIENT_VARIABLES, BenchCluster, bench_broker
+from pipeline.devtools.waiting import wait_until
+from pipeline.errors import PipelineError
+
+if TYPE_CHECKING:
+    from pipeline.devtools.localkafka import Security
+    from pipeline.devtools.stack.stack import Stack
+
+__all__ = [
+    "CORRELATE_SOURCES",
+    "E2eRun",
+    "PerMessage",
+    "StageRate",
+    "callback_bound",
+    "delivered_rate_between",
+    "histogram_sum_count",
+    "is_complete",
+    "per_message",
+    "run_e2e_bench",
+    "slowest",
+    "stage_sizes",
+]
+
+CORRELATE_SOURCES = (
+    "sms.send-requests",
+    "sms.send-results",
+    "callbacks.status",
+    "callbacks.clicks",
+)
+"""The topics the correlate agent reads: its events (`bench correlate`'s SOURCES)."""
+PARTITIONS = 6  # as the stage benchmarks
+DELIVERY_DELAY_MS = 50.0  # the simulator's `received` comes 40-60 ms after the accepted send
+ID_PREFIX = "e2e-"
+_QUIET_SIMULATOR = (  # status callbacks only: no clicks, replies, STOPs or calls
+    "--click-probability", "0", "--reply-probability", "0",
+    "--stop-probability", "0", "--missed-call-probability", "0",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class StageRate:
+    """One stage measured alone: its rate in its own unit, and that unit's cost per message."""
+
+    name: str
+    rate: float  # `unit` per second
+    unit: str
+    per_message: float  # `unit`s one message costs this stage in the e2e run
+    size: str  # what was measured, for the output
+
+    @property
+    def msgs_per_s(self) -> float:
+        """The stage's rate in messages/s (0 if a message cost it nothing: no figure)."""
+        return self.rate / self.per_message if self.per_message > 0 else 0.0
+
+
+def slowest(stages: Sequence[StageRate]) -> StageRate:
+    """The stage with the lowest messages/s, of those with a figure: a stage whose run was too
+    short for its clock (0 or infinite) or that a message did not reach has none."""
+    measured = [s for s in stages if 0 < s.msgs_per_s < math.inf]
+    if not measured:
+        raise PipelineError("no stage has a messages/s figure: every stage's run was too short")
+    return min(measured, key=lambda s: s.msgs_per_s)
+
+
+@dataclass(frozen=True, slots=True)
+class PerMessage:
+    """What one message of the e2e run cost each stage, from the records on its topics."""
+
+    status_callbacks: float  # on callbacks.status: what the ingress took per message
+    events: float  # on the correlate agent's four input topics
+    lifecycles: float  # on sms.lifecycle: what the sink loads into sms_lifecycle
+    sink_records: float  # on every topic the sink loads (sms_lifecycle and the others)
+
+
+def per_message(counts: Mapping[str, int], requests: int, sink_topics: Sequence[str]) -> PerMessage:
+    """Records per message from `counts` (unprefixed topic name → records on it)."""
+    if requests <= 0:
+        raise ValueError("requests must be positive")
+
+    def of(names: Sequence[str]) -> float:
+        return sum(counts.get(n, 0) for n in names) / requests
+
+    return PerMessage(
+        status_callbacks=of(["callbacks.status"]),
+        events=of(CORRELATE_SOURCES),
+        lifecycles=of(["sms.lifecycle"]),
+        sink_records=of(sink_topics),
+    )
+
+
+def is_complete(delivered: int, requests: int, sink_lag: int | None) -> bool:
+    """Whether the warehouse has every message DELIVERED, as Kafka tells it: `sms.lifecycle`
+    shows all `requests` DELIVERED and the sink's group committed all it reads (lag 0; None:
+    not asked yet)."""
+    return delivered >= requests and sink_lag == 0
+
+
+def delivered_rate_between(
+    seen_at: Sequence[float], low: float = 0.1, high: float = 0.9
+) -> float | None:
+    """Messages/s while the `low` to `high` share of them turned DELIVERED (sorted observation
+    times): the rate with the ramp-up and the drain left out. None with fewer than 10."""
+    if len(seen_at) < 10:
+        return None
+    ordered = sorted(seen_at)
+    first, last = int(low * (len(ordered) - 1)), int(high * (len(ordered) - 1))
+    span = ordered[last] - ordered[first]
+    return (last - first) / span if span > 0 else None
+
+
+def stage_sizes(requests: int) -> dict[str, int]:
+    """The stages' reduced sizes for an e2e run of `requests` messages (at least a few Ardary
+    calls of 100 and a few polls of records, so no stage ends inside one tick of its clock)."""
+    half = max(1000, requests // 2)
+    return {"outbound": half, "correlate": 4 * half, "sink": 2 * max(1000, requests)}
+
+
+def histogram_sum_count(text: str, name: str) -> tuple[float, float]:
+    """(sum, count) of the Prometheus histogram `name` in an exposition `text` ((0, 0) if
+    absent)."""
+    found = {"sum": 0.0, "count": 0.0}
+    for line in text.splitlines():
+        for part in found:
+            if line.startswith(f"{name}_{part} ") or line.startswith(f"{name}_{part}{{"):
+                found[part] = float(line.rsplit(" ", 1)[1])
+    return found["sum"], found["count"]
+
+
+def callback_bound(concurrency: int, answer_seconds: float, per_message: float) -> float | None:
+    """Messages/s a sender of `concurrency` callbacks at a time can reach when each takes at
+    least `answer_seconds` to be answered and a message has `per_message` of them."""
+    if answer_seconds <= 0 or per_message <= 0:
+        return None
+    return concurrency / answer_seconds / per_message
+
+
+@dataclass
+class E2eRun:
+    """The whole pipeline's run: its timings, what it cost, what the warehouse held."""
+
+    requests: int
+    seconds: float = 0.0
+    published_in: float = 0.0
+    delivered_seen_in: float = 0.0
+    steady_msgs_per_s: float | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)
+    warehouse_rows: int = 0
+    warehouse_delivered: int = 0
+    ingress_ack_seconds: float | None = None  # mean publish → broker ack of a callback
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds > 0 else 0.0
+
+
+def run_e2e_bench(
+    *,
+    requests: int,
+    ingress_seconds: float = 10.0,
+    nodes: int | None = None,
+    security: Security | None = None,
+    echo: Callable[[str], Any] = print,
+) -> E2eRun:
+    """The stages alone, then the whole pipeline, on one cluster; figures, then RATIO lines."""
+    load = os.getloadavg()
+    echo(
+        f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before the run "
+        f"(others share this machine); {requests:,} messages end to end"
+    )
+    sizes = stage_sizes(requests)
+    with (
+        bench_broker(nodes, security) as cluster,
+        tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp,
+    ):
+        echo(f"cluster: {cluster.describe()}")
+        raw = _stages_alone(cluster, sizes, ingress_seconds, Path(tmp), echo)
+        run = _whole_pipeline(cluster, requests, Path(tmp) / f"e2e{uuid4().hex[:6]}", echo)
+    _report(raw, run, echo)
+    return run
+
+
+def _stages_alone(
+    cluster: BenchCluster,
+    sizes: Mapping[str, int],
+    ingress_seconds: float,
+    tmp: Path,
+    echo: Callable[[str], Any],
+) -> dict[str, tuple[float, str]]:
+    """Each stage alone: name → (rate in its own unit, what was measured)."""
+    from pipeline.devtools.bench.correlate import correlate_events_per_s
+    from pipeline.devtools.bench.ingress import ingress_callbacks_per_s
+    from pipeline.devtools.bench.outbound import unlimited_throughput
+    from pipeline.devtools.bench.sink import sink_duckdb_rows_per_s
+    from pipeline.devtools.bench.workload import generate_paths
+
+    raw: dict[str, tuple[float, str]] = {}
+    n = sizes["outbound"]
+    workdir = tmp / "outbound"
+    workdir.mkdir()
+    raw["outbound"] = (unlimited_throughput(cluster, n, workdir), f"{n:,} send requests, 1 worker")
+    echo(f"alone: outbound worker, {raw['outbound'][1]}: {raw['outbound'][0]:,.0f} msgs/s")
+    paths = [p for p in generate_paths(5000) if "?status=" in p]  # the statuses of its mix
+    rate = ingress_callbacks_per_s(cluster, paths, seconds=ingress_seconds)
+    raw["ingress"] = (rate, f"wrk 64 connections {ingress_seconds:g} s, {len(paths):,} status URLs")
+    echo(f"alone: ingress, {raw['ingress'][1]}: {rate:,.0f} status callbacks/s")
+    n = sizes["correlate"]
+    raw["correlate"] = (correlate_events_per_s(cluster, n), f"{n:,} preloaded events")
+    echo(f"alone: correlate worker, {raw['correlate'][1]}: {raw['correlate'][0]:,.0f} events/s")
+    n = sizes["sink"]
+    raw["sink"] = (sink_duckdb_rows_per_s(cluster, n), f"{n:,} lifecycle records, DuckDB")
+    echo(f"alone: sink, {raw['sink'][1]}: {raw['sink'][0]:,.0f} rows/s")
+    return raw
+
+
+@contextlib.contextmanager
+def _cluster_environ(cluster: BenchCluster) -> Iterator[None]:
+    """os.environ naming `cluster` (its TLS/SASL settings too) while the stack runs: the demo's
+    stack hands its children this process's environment plus the bootstrap servers only."""
+    saved = {k: os.environ.get(k) for k in KAFKA_CLIENT_VARIABLES}
+    for name in KAFKA_CLIENT_VARIABLES:
+        os.environ.pop(name, None)
+    os.environ.update(cluster.env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _requests(n: int) -> Iterator[Any]:
+    """`n` plain (non-marketing) one-segment send requests over the demo's three logins."""
+    from pipeline.devtools.stack.traffic import DEMO_ACCOUNTS
+    from pipeline.records import SendRequest
+
+    logins = sorted(DEMO_ACCOUNTS)
+    now = datetime.now(UTC)
+    for i in range(n):
+        yield SendRequest(
+            id_sms_api=f"{ID_PREFIX}{i:07d}",
+            login=logins[i % len(logins)],
+            phone_number=f"+3361{i % 10_000_000:07d}",
+            message=f"Your code is {100000 + i % 900000}.",
+            requested_at=now,
+            marketing=False,
+        )
+
+
+def _whole_pipeline(
+    cluster: BenchCluster, requests: int, run_dir: Path, echo: Callable[[str], Any]
+) -> E2eRun:
+    from pipeline.devtools.stack.stack import StackOptions, run_stack
+    from pipeline.sinks.runner import READY_EVENT
+
+    settings = cluster.settings(pipeline_topic_prefix="bench-", schema_registry_url=None)
+    options = StackOptions(
+        run_dir=run_dir,
+        partitions=PARTITIONS,
+        rate_per_second=1e9,  # no rate limit: the outbound figure alone is unlimited too
+        delivery_delay_ms=DELIVERY_DELAY_MS,
+        simulator_args=_QUIET_SIMULATOR,
+    )
+    started = time.monotonic()
+    with _cluster_environ(cluster), run_stack(settings, options) as stack:
+        sink = next(c for c in stack.processes.children if c.name == "sink")
+        wait_until(
+            lambda: READY_EVENT in sink.log_path.read_text(errors="replace"),
+            90,
+            f"the sink to join its group ({sink.log_path})",
+        )
+        echo(
+            f"e2e: the demo's stack up in {time.monotonic() - started:.1f} s (simulator, "
+            f"ingress, one worker with every agent, DuckDB sink; {PARTITIONS} partitions); "
+            f"logs in {run_dir}"
+        )
+        run = _measure(stack, cluster, requests, settings)
+        if stack.processes.stop(sink) not in (0, None):
+            raise PipelineError(f"the sink did not stop cleanly (log: {sink.log_path})")
+        run.warehouse_rows, run.warehouse_delivered = _warehouse(stack.warehouse_path)
+    if run.warehouse_rows != requests or run.warehouse_delivered != requests:
+        raise PipelineError(
+            f"warehouse check FAILED: sms_lifecycle holds {run.warehouse_rows} of the run's "
+            f"{requests} messages, {run.warehouse_delivered} DELIVERED (logs: {run_dir})"
+        )
+    return run
+
+
+def _cpu(stack: Stack, broker_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of each of the stack's processes, the broker and this process."""
+    from pipeline.devtools.bench.servers import tree_cpu_seconds
+
+    found = {
+        c.name: tree_cpu_seconds(c.proc.pid) for c in stack.processes.children if c.proc is not None
+    }
+    if broker_pid is not None:
+        found["broker"] = tree_cpu_seconds(broker_pid)
+    found["this bench (publisher, reader)"] = time.process_time()
+    return found
+
+
+def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) -> E2eRun:
+    """Publish `requests`, wait until Kafka says the warehouse has them all DELIVERED."""
+    from kafka import KafkaConsumer
+
+    from pipeline.devtools.stack.stack import sink_lag
+    from pipeline.kafka.send_requests import SendRequestPublisher
+    from pipeline.records import SmsLifecycle
+    from pipeline.serde import codec_for
+    from pipeline.topics import spec_for
+
+    codec = codec_for(settings)
+    consumer = KafkaConsumer(
+        spec_for("sms.lifecycle").full_name(stack.prefix),
+        **stack.client.kafka_python(),
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+    )
+    delivered: dict[str, float] = {}  # id → when sms.lifecycle first showed it DELIVERED
+    lag: list[int] = []
+    run = E2eRun(requests)
+    broker_pid = cluster.kafka.pid if cluster.kafka is not None else None
+    ingress_metrics = stack.ingress_url.split("/callbacks", 1)[0] + "/metrics"
+    try:
+        acks_before = _ingress_acks(ingress_metrics)
+        before = _cpu(stack, broker_pid)
+        start = time.monotonic()
+        with SendRequestPublisher(stack.client, prefix=stack.prefix, codec=codec) as publisher:
+            for request in _requests(requests):
+                publisher.publish(request)
+            publisher.flush(120)
+        run.published_in = time.monotonic() - start
+
+        def done() -> bool:
+            stack.processes.check_alive()
+            for batch in consumer.poll(timeout_ms=200).values():
+                now = time.monotonic()
+                for message in batch:
+                    record = codec.decode(message.value)
+                    if (
+                        isinstance(record, SmsLifecycle)
+                        and record.state == "DELIVERED"
+                        and record.id_sms_api.startswith(ID_PREFIX)
+                    ):
+                        delivered.setdefault(record.id_sms_api, now - start)
+            if len(delivered) < requests:
+                return False
+            lag.append(sink_lag(stack))
+            return is_complete(len(delivered), requests, lag[-1])
+
+        wait_until(done, 120 + requests / 20, f"{requests} messages DELIVERED and sink lag 0")
+        run.seconds = time.monotonic() - start
+        after = _cpu(stack, broker_pid)
+        acks = [b - a for a, b in zip(acks_before, _ingress_acks(ingress_metrics), strict=True)]
+        run.ingress_ack_seconds = acks[0] / acks[1] if acks[1] > 0 else None
+    finally:
+        consumer.close()
+    run.delivered_seen_in = max(delivered.values())
+    run.steady_msgs_per_s = delivered_rate_between(list(delivered.values()))
+    run.cpu_seconds = {name: after[name] - before.get(name, 0.0) for name in after}
+    run.counts = _topic_counts(stack)
+    return run
+
+
+def _ingress_acks(url: str) -> tuple[float, float]:
+    """The ingress's publish → broker-ack histogram so far: (seconds summed, callbacks)."""
+    import httpx
+
+    text = httpx.get(url, timeout=10).text
+    return histogram_sum_count(text, "ardary_ingress_publish_seconds")
+
+
+def _topic_counts(stack: Stack) -> dict[str, int]:
+    """Records on each of the run's topics (unprefixed name → sum of end offsets)."""
+    from kafka import TopicPartition
+
+    from pipeline.kafka.lag import admin_and_consumer
+    from pipeline.topics import TOPICS
+
+    counts: dict[str, int] = {}
+    with admin_and_consumer(stack.client, "bench-e2e") as (_admin, consumer):
+        for spec in TOPICS:
+            topic = spec.full_name(stack.prefix)
+            tps = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            counts[spec.name] = sum(int(o) for o in consumer.end_offsets(tps).values())
+    return counts
+
+
+def _warehouse(path: Path) -> tuple[int, int]:
+    """(rows of the run's messages in sms_lifecycle, of them DELIVERED), read from the file."""
+    import duckdb
+
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        row = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE state = 'DELIVERED') FROM sms_lifecycle "
+            "WHERE starts_with(id_sms_api, ?)",
+            [ID_PREFIX],
+        ).fetchone()
+    finally:
+        con.close()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
+
+
+def stages_per_message(raw: Mapping[str, tuple[float, str]], per: PerMessage) -> list[StageRate]:
+    """The stages' own rates with what one message costs each in the e2e run."""
+    units = {
+        "outbound": ("send requests", 1.0),
+        "ingress": ("status callbacks", per.status_callbacks),
+        "correlate": ("events", per.events),
+        "sink": ("lifecycle rows", per.lifecycles),
+    }
+    return [
+        StageRate(name, raw[name][0], unit, cost, raw[name][1])
+        for name, (unit, cost) in units.items()
+        if name in raw
+    ]
+
+
+def _report(raw: Mapping[str, tuple[float, str]], run: E2eRun, echo: Callable[[str], Any]) -> None:
+    from pipeline.topics import WAREHOUSE_TOPICS
+
+    per = per_message(run.counts, run.requests, [s.name for s in WAREHOUSE_TOPICS])
+    stages = stages_per_message(raw, per)
+    low = slowest(stages)
+    echo(
+        f"e2e per message (records on the run's topics ÷ {run.requests:,}): "
+        f"{per.status_callbacks:.2f} status callbacks, {per.events:.2f} correlate events, "
+        f"{per.lifecycles:.2f} lifecycle records, {per.sink_records:.2f} records the sink loads"
+    )
+    for s in stages:
+        mark = "  <- slowest" if s is low else ""
+        if not 0 < s.msgs_per_s < math.inf:
+            mark = "  (no figure: the run was too short for its clock)"
+        echo(
+            f"stage alone: {s.name:<9} {s.rate:>9,.0f} {s.unit}/s ÷ {s.per_message:.2f} per "
+            f"message = {s.msgs_per_s:>8,.0f} msgs/s ({s.size}){mark}"
+        )
+    steady = run.steady_msgs_per_s
+    echo(
+        f"e2e: {run.requests:,} send requests published in {run.published_in:.1f} s; all "
+        f"DELIVERED on sms.lifecycle at {run.delivered_seen_in:.1f} s, in the warehouse (sink "
+        f"lag 0) at {run.seconds:.1f} s from the first publish: {run.msgs_per_s:,.0f} msgs/s "
+        f"(no warm-up left out: the stack was up and every group joined before the first "
+        f"publish); 10%→90% of DELIVERED on sms.lifecycle: "
+        + (f"{steady:,.0f} msgs/s" if steady is not None else "-")
+    )
+    echo(
+        f"warehouse check: sms_lifecycle holds {run.warehouse_rows:,} of {run.requests:,} "
+        f"messages, {run.warehouse_delivered:,} DELIVERED: passed"
+    )
+    for line in _limits(run, per):
+        echo(line)
+    echo(f"RATIO e2e_msgs_per_s={run.msgs_per_s:.1f}")
+    echo(f"RATIO slowest_stage_msgs_per_s={low.msgs_per_s:.1f}")
+    echo(f"RATIO e2e_vs_slowest_stage={run.msgs_per_s / low.msgs_per_s:.2f}")
+
+
+def _limits(run: E2eRun, per: PerMessage) -> list[str]:
+    """What held the e2e run: the cores each process used over it against the machine's, and
+    the bound the simulator's callback concurrency puts on it."""
+    from pipeline.devtools.simulator.config import SimulatorConfig
+
+    cores = os.cpu_count() or 1
+    used = {name: cpu / run.seconds for name, cpu in run.cpu_seconds.items() if run.seconds > 0}
+    total = sum(used.values())
+    lines = [
+        "e2e CPU (cores used over the run): "
+        + ", ".join(f"{name} {c:.2f}" for name, c in sorted(used.items(), key=lambda x: -x[1]))
+        + f"; total {total:.2f} of {cores}, load average {os.getloadavg()[0]:.1f} after it "
+        "(other work on this machine included)"
+    ]
+    concurrency = SimulatorConfig().callback_concurrency
+    ack = run.ingress_ack_seconds
+    bound = callback_bound(concurrency, ack, per.status_callbacks) if ack else None
+    if ack is not None:
+        lines.append(
+            f"e2e ingress: mean publish → broker ack {ack * 1000:.1f} ms per callback; the "
+            f"simulator fires at most {concurrency} callbacks at a time and each waits at "
+            f"least that long for its answer: at most "
+            + (f"{bound:,.0f} msgs/s" if bound is not None else "-")
+            + f" at {per.status_callbacks:.2f} status callbacks per message"
+        )
+    if used:
+        busiest = max(used, key=lambda name: used[name])
+        if total >= 0.85 * cores:
+            verdict = (
+                f"CPU: the e2e run's processes used {100 * total / cores:.0f} % of the "
+                f"{cores} cores that each stage alone shared only with the broker and its "
+                f"load; the busiest is the {busiest} ({used[busiest]:.2f} cores)"
+            )
+        else:
+            verdict = (
+                f"not CPU ({100 * total / cores:.0f} % of the {cores} cores): waiting — "
+                f"callbacks in flight capped at {concurrency} by the simulator, each held "
+                f"until the broker acknowledged it; the busiest process is the {busiest} "
+                f"({used[busiest]:.2f} cores)"
+            )
+        lines.append(f"what limits it: {verdict}")
+    return lines
