@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -135,7 +136,7 @@ def delivered_rate_between(
     if len(seen_at) < 10:
         return None
     ordered = sorted(seen_at)
-    first, last = int(low * (len(ordered) - 1)), int(high * (len(ordered) - 1))
+    first, last = round(low * (len(ordered) - 1)), round(high * (len(ordered) - 1))
     span = ordered[last] - ordered[first]
     return (last - first) / span if span > 0 else None
 
@@ -195,6 +196,8 @@ def run_e2e_bench(
     echo: Callable[[str], Any] = print,
 ) -> E2eRun:
     """The stages alone, then the whole pipeline, on one cluster; figures, then RATIO lines."""
+    if shutil.which("wrk") is None:
+        raise PipelineError("bench e2e: the ingress stage needs `wrk` (apt-get install wrk)")
     load = os.getloadavg()
     echo(
         f"{os.cpu_count()} CPUs, load average {load[0]:.1f} before the run "
@@ -492,44 +495,48 @@ def _report(raw: Mapping[str, tuple[float, str]], run: E2eRun, echo: Callable[[s
 
 
 def _limits(run: E2eRun, per: PerMessage) -> list[str]:
-    """What held the e2e run: the cores each process used over it against the machine's, and
-    the bound the simulator's callback concurrency puts on it."""
+    """What held the e2e run: the CPU each process spent per message and the cores it got,
+    against the machine's; the bound the simulator's callback concurrency puts on it."""
     from pipeline.devtools.simulator.config import SimulatorConfig
 
     cores = os.cpu_count() or 1
-    used = {name: cpu / run.seconds for name, cpu in run.cpu_seconds.items() if run.seconds > 0}
+    if run.seconds <= 0 or not run.cpu_seconds:
+        return []
+    used = {name: cpu / run.seconds for name, cpu in run.cpu_seconds.items()}
+    per_msg = {name: 1000 * cpu / run.requests for name, cpu in run.cpu_seconds.items()}
     total = sum(used.values())
+    load = os.getloadavg()[0]
+    order = sorted(used, key=lambda name: -used[name])
     lines = [
-        "e2e CPU (cores used over the run): "
-        + ", ".join(f"{name} {c:.2f}" for name, c in sorted(used.items(), key=lambda x: -x[1]))
-        + f"; total {total:.2f} of {cores}, load average {os.getloadavg()[0]:.1f} after it "
-        "(other work on this machine included)"
+        "e2e CPU per message (ms) and cores used over the run: "
+        + ", ".join(f"{n} {per_msg[n]:.2f} ms ({used[n]:.2f})" for n in order)
+        + f"; total {sum(per_msg.values()):.2f} ms ({total:.2f} of {cores} cores), load "
+        f"average {load:.1f} after it (other work on this machine included)"
     ]
     concurrency = SimulatorConfig().callback_concurrency
     ack = run.ingress_ack_seconds
     bound = callback_bound(concurrency, ack, per.status_callbacks) if ack else None
-    if ack is not None:
+    if ack is not None and bound is not None:
         lines.append(
-            f"e2e ingress: mean publish → broker ack {ack * 1000:.1f} ms per callback; the "
-            f"simulator fires at most {concurrency} callbacks at a time and each waits at "
-            f"least that long for its answer: at most "
-            + (f"{bound:,.0f} msgs/s" if bound is not None else "-")
-            + f" at {per.status_callbacks:.2f} status callbacks per message"
+            f"e2e ingress: mean publish → broker ack {ack * 1000:.1f} ms per callback; with at "
+            f"most {concurrency} callbacks in flight (the simulator's) that alone caps the run "
+            f"at {bound:,.0f} msgs/s"
         )
-    if used:
-        busiest = max(used, key=lambda name: used[name])
-        if total >= 0.85 * cores:
-            verdict = (
-                f"CPU: the e2e run's processes used {100 * total / cores:.0f} % of the "
-                f"{cores} cores that each stage alone shared only with the broker and its "
-                f"load; the busiest is the {busiest} ({used[busiest]:.2f} cores)"
-            )
-        else:
-            verdict = (
-                f"not CPU ({100 * total / cores:.0f} % of the {cores} cores): waiting — "
-                f"callbacks in flight capped at {concurrency} by the simulator, each held "
-                f"until the broker acknowledged it; the busiest process is the {busiest} "
-                f"({used[busiest]:.2f} cores)"
-            )
-        lines.append(f"what limits it: {verdict}")
+    busiest = order[0]
+    if total >= 0.85 * cores or load >= cores:
+        why = (
+            f"CPU: the machine was saturated (the run's processes used {total:.2f} of {cores} "
+            f"cores, load average {load:.1f}), and one message costs {sum(per_msg.values()):.1f} "
+            f"ms of CPU across them; each stage alone had the broker and its load generator "
+            f"beside it, not the four others"
+        )
+    else:
+        why = (
+            f"not CPU ({total:.2f} of {cores} cores): waiting, with at most {concurrency} "
+            "callbacks in flight from the simulator"
+        )
+    lines.append(
+        f"what limits it: {why}; the most CPU per message: the {busiest} "
+        f"({per_msg[busiest]:.2f} ms, {used[busiest]:.2f} cores)"
+    )
     return lines
