@@ -108,8 +108,8 @@ def test_the_steady_rate_leaves_out_the_ramp_up_and_the_drain() -> None:
 
 
 def test_stage_sizes_follow_n_with_a_floor() -> None:
-    assert stage_sizes(20_000) == {"outbound": 10_000, "correlate": 40_000, "sink": 40_000}
-    assert stage_sizes(50) == {"outbound": 1000, "correlate": 4000, "sink": 2000}
+    assert stage_sizes(4000) == {"outbound": 4000, "correlate": 16_000, "sink": 16_000}
+    assert stage_sizes(50) == {"outbound": 1000, "correlate": 4000, "sink": 4000}
 
 
 def test_the_ingress_histogram_is_read_from_the_exposition() -> None:

@@ -144,8 +144,8 @@ def delivered_rate_between(
 def stage_sizes(requests: int) -> dict[str, int]:
     """The stages' reduced sizes for an e2e run of `requests` messages (at least a few Ardary
     calls of 100 and a few polls of records, so no stage ends inside one tick of its clock)."""
-    half = max(1000, requests // 2)
-    return {"outbound": half, "correlate": 4 * half, "sink": 2 * max(1000, requests)}
+    n = max(1000, requests)
+    return {"outbound": n, "correlate": 4 * n, "sink": 4 * n}
 
 
 def histogram_sum_count(text: str, name: str) -> tuple[float, float]:
@@ -386,7 +386,8 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
             lag.append(sink_lag(stack))
             return is_complete(len(delivered), requests, lag[-1])
 
-        wait_until(done, 120 + requests / 20, f"{requests} messages DELIVERED and sink lag 0")
+        # a failure bound only: ~20 msgs/s end to end on this loaded 2-core box
+        wait_until(done, 120 + requests / 5, f"{requests} messages DELIVERED and sink lag 0")
         run.seconds = time.monotonic() - start
         after = _cpu(stack, broker_pid)
         acks = [b - a for a, b in zip(acks_before, _ingress_acks(ingress_metrics), strict=True)]
