@@ -10,6 +10,7 @@ from pipeline.devtools.bench.e2e import (
     PerMessage,
     StageRate,
     callback_bound,
+    cpu_breakdown,
     delivered_rate_between,
     histogram_sum_count,
     is_complete,
@@ -131,3 +132,22 @@ def test_callback_concurrency_bounds_the_messages_per_second() -> None:
     bound = callback_bound(16, 0.1, 2.0)
     assert bound is not None and math.isclose(bound, 80.0)
     assert callback_bound(16, 0.0, 2.0) is None
+
+
+def test_cpu_per_message_leaves_out_what_a_process_spends_idle() -> None:
+    # over a 100-s run of 2,000 messages: the sink polls at 0.2 cores with no traffic at all
+    procs = cpu_breakdown(
+        {"sink": 0.2, "simulator": 0.0},
+        {"sink": 24.0, "simulator": 30.0, "broker": 10.0},
+        seconds=100.0,
+        requests=2000,
+    )
+    by_name = {p.name: p for p in procs}
+    assert [p.name for p in procs] == ["simulator", "broker", "sink"]  # most per message first
+    assert math.isclose(by_name["simulator"].ms_per_message, 15.0)
+    assert math.isclose(by_name["sink"].ms_per_message, 2.0)  # (24 - 0.2 x 100) s / 2,000
+    assert math.isclose(by_name["sink"].cores, 0.24)
+    ceiling = by_name["simulator"].ceiling_msgs_per_s
+    assert ceiling is not None and math.isclose(ceiling, 1000 / 15)
+    idle_only = cpu_breakdown({"sink": 0.3}, {"sink": 20.0}, seconds=100.0, requests=10)
+    assert idle_only[0].ms_per_message == 0.0 and idle_only[0].ceiling_msgs_per_s is None

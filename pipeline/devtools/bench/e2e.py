@@ -43,8 +43,10 @@ __all__ = [
     "CORRELATE_SOURCES",
     "E2eRun",
     "PerMessage",
+    "ProcessCpu",
     "StageRate",
     "callback_bound",
+    "cpu_breakdown",
     "delivered_rate_between",
     "histogram_sum_count",
     "is_complete",
@@ -52,6 +54,7 @@ __all__ = [
     "run_e2e_bench",
     "slowest",
     "stage_sizes",
+    "stages_per_message",
 ]
 
 CORRELATE_SOURCES = (
@@ -64,6 +67,7 @@ CORRELATE_SOURCES = (
 PARTITIONS = 6  # as the stage benchmarks
 DELIVERY_DELAY_MS = 50.0  # the simulator's `received` comes 40-60 ms after the accepted send
 ID_PREFIX = "e2e-"
+IDLE_SECONDS = 5.0  # the stack's own CPU with no traffic is measured over this long
 _QUIET_SIMULATOR = (  # status callbacks only: no clicks, replies, STOPs or calls
     "--click-probability", "0", "--reply-probability", "0",
     "--stop-probability", "0", "--missed-call-probability", "0",
@@ -141,6 +145,38 @@ def delivered_rate_between(
     return (last - first) / span if span > 0 else None
 
 
+@dataclass(frozen=True, slots=True)
+class ProcessCpu:
+    """One process of the e2e run: the cores it used idle and during the run, and the CPU one
+    message cost it above its idle use."""
+
+    name: str
+    idle_cores: float
+    cores: float
+    ms_per_message: float
+
+    @property
+    def ceiling_msgs_per_s(self) -> float | None:
+        """Messages/s this process could take with one whole core at this cost per message."""
+        return 1000.0 / self.ms_per_message if self.ms_per_message > 0 else None
+
+
+def cpu_breakdown(
+    idle_cores: Mapping[str, float],
+    cpu_seconds: Mapping[str, float],
+    seconds: float,
+    requests: int,
+) -> list[ProcessCpu]:
+    """Each process's CPU over a run of `seconds` and `requests` messages, the most per message
+    first; what it would have spent idle over the run is not counted against the messages."""
+    found = []
+    for name, cpu in cpu_seconds.items():
+        idle = idle_cores.get(name, 0.0)
+        work = max(0.0, cpu - idle * seconds)
+        found.append(ProcessCpu(name, idle, cpu / seconds, 1000.0 * work / requests))
+    return sorted(found, key=lambda p: -p.ms_per_message)
+
+
 def stage_sizes(requests: int) -> dict[str, int]:
     """The stages' reduced sizes for an e2e run of `requests` messages (at least a few Ardary
     calls of 100 and a few polls of records, so no stage ends inside one tick of its clock)."""
@@ -178,6 +214,7 @@ class E2eRun:
     steady_msgs_per_s: float | None = None
     counts: dict[str, int] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)
+    idle_cores: dict[str, float] = field(default_factory=dict)  # before the first publish
     warehouse_rows: int = 0
     warehouse_delivered: int = 0
     ingress_ack_seconds: float | None = None  # mean publish → broker ack of a callback
@@ -361,7 +398,10 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
     ingress_metrics = stack.ingress_url.split("/callbacks", 1)[0] + "/metrics"
     try:
         acks_before = _ingress_acks(ingress_metrics)
+        idle = _cpu(stack, broker_pid)
+        time.sleep(IDLE_SECONDS)  # a measured window, not a wait: what each costs with no traffic
         before = _cpu(stack, broker_pid)
+        run.idle_cores = {n: (before[n] - idle.get(n, 0.0)) / IDLE_SECONDS for n in before}
         start = time.monotonic()
         with SendRequestPublisher(stack.client, prefix=stack.prefix, codec=codec) as publisher:
             for request in _requests(requests):
@@ -496,23 +536,24 @@ def _report(raw: Mapping[str, tuple[float, str]], run: E2eRun, echo: Callable[[s
 
 
 def _limits(run: E2eRun, per: PerMessage) -> list[str]:
-    """What held the e2e run: the CPU each process spent per message and the cores it got,
-    against the machine's; the bound the simulator's callback concurrency puts on it."""
+    """What held the e2e run: each process's CPU (idle, during the run, per message above
+    idle) against the machine's cores, and what the callback path allows."""
     from pipeline.devtools.simulator.config import SimulatorConfig
 
     cores = os.cpu_count() or 1
     if run.seconds <= 0 or not run.cpu_seconds:
         return []
-    used = {name: cpu / run.seconds for name, cpu in run.cpu_seconds.items()}
-    per_msg = {name: 1000 * cpu / run.requests for name, cpu in run.cpu_seconds.items()}
-    total = sum(used.values())
+    procs = cpu_breakdown(run.idle_cores, run.cpu_seconds, run.seconds, run.requests)
+    total = sum(p.cores for p in procs)
     load = os.getloadavg()[0]
-    order = sorted(used, key=lambda name: -used[name])
     lines = [
-        "e2e CPU per message (ms) and cores used over the run: "
-        + ", ".join(f"{n} {per_msg[n]:.2f} ms ({used[n]:.2f})" for n in order)
-        + f"; total {sum(per_msg.values()):.2f} ms ({total:.2f} of {cores} cores), load "
-        f"average {load:.1f} after it (other work on this machine included)"
+        f"e2e CPU by process: cores idle ({IDLE_SECONDS:g} s before the first publish) → "
+        "during the run, and ms of CPU per message above idle: "
+        + "; ".join(
+            f"{p.name} {p.idle_cores:.2f} → {p.cores:.2f}, {p.ms_per_message:.2f} ms" for p in procs
+        )
+        + f"; in all {total:.2f} of {cores} cores, load average {load:.1f} after it (other "
+        "work on this machine included)"
     ]
     concurrency = SimulatorConfig().callback_concurrency
     ack = run.ingress_ack_seconds
@@ -523,21 +564,14 @@ def _limits(run: E2eRun, per: PerMessage) -> list[str]:
             f"most {concurrency} callbacks in flight (the simulator's) that alone caps the run "
             f"at {bound:,.0f} msgs/s"
         )
-    busiest = order[0]
-    if total >= 0.85 * cores or load >= cores:
-        why = (
-            f"CPU: the machine was saturated (the run's processes used {total:.2f} of {cores} "
-            f"cores, load average {load:.1f}), and one message costs {sum(per_msg.values()):.1f} "
-            f"ms of CPU across them; each stage alone had the broker and its load generator "
-            f"beside it, not the four others"
-        )
-    else:
-        why = (
-            f"not CPU ({total:.2f} of {cores} cores): waiting, with at most {concurrency} "
-            "callbacks in flight from the simulator"
-        )
+    top = procs[0]
+    ceiling = top.ceiling_msgs_per_s
     lines.append(
-        f"what limits it: {why}; the most CPU per message: the {busiest} "
-        f"({per_msg[busiest]:.2f} ms, {used[busiest]:.2f} cores)"
+        f"what limits it: CPU — the {top.name} spends the most per message "
+        f"({top.ms_per_message:.2f} ms above idle: "
+        + (f"{ceiling:,.0f} msgs/s at most with a whole core" if ceiling else "-")
+        + f"); it got {top.cores:.2f} cores, the run's processes {total:.2f} of {cores} "
+        f"(load average {load:.1f}); each stage alone shared the box with the broker and its "
+        "load generator only, not with the other stages"
     )
     return lines
