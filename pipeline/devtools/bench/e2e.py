@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -218,6 +219,7 @@ class E2eRun:
     warehouse_rows: int = 0
     warehouse_delivered: int = 0
     ingress_ack_seconds: float | None = None  # mean publish → broker ack of a callback
+    sends_accepted_in: float = 0.0  # the simulator accepted the last send this long after
 
     @property
     def msgs_per_s(self) -> float:
@@ -247,7 +249,10 @@ def run_e2e_bench(
     ):
         echo(f"cluster: {cluster.describe()}")
         raw = _stages_alone(cluster, sizes, ingress_seconds, Path(tmp), echo)
-        run = _whole_pipeline(cluster, requests, Path(tmp) / f"e2e{uuid4().hex[:6]}", echo)
+        # kept when the run fails: its logs are the evidence
+        run_dir = Path(tempfile.mkdtemp(prefix=f"bench-e2e{uuid4().hex[:6]}-"))
+        run = _whole_pipeline(cluster, requests, run_dir, echo)
+        shutil.rmtree(run_dir, ignore_errors=True)
     _report(raw, run, echo)
     return run
 
@@ -392,6 +397,7 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
         group_id=None,
     )
     delivered: dict[str, float] = {}  # id → when sms.lifecycle first showed it DELIVERED
+    states: dict[str, str] = {}  # id → its latest state on sms.lifecycle (for a failure)
     lag: list[int] = []
     run = E2eRun(requests)
     broker_pid = cluster.kafka.pid if cluster.kafka is not None else None
@@ -402,7 +408,7 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
         time.sleep(IDLE_SECONDS)  # a measured window, not a wait: what each costs with no traffic
         before = _cpu(stack, broker_pid)
         run.idle_cores = {n: (before[n] - idle.get(n, 0.0)) / IDLE_SECONDS for n in before}
-        start = time.monotonic()
+        start, wall_start = time.monotonic(), time.time()
         with SendRequestPublisher(stack.client, prefix=stack.prefix, codec=codec) as publisher:
             for request in _requests(requests):
                 publisher.publish(request)
@@ -415,19 +421,20 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
                 now = time.monotonic()
                 for message in batch:
                     record = codec.decode(message.value)
-                    if (
-                        isinstance(record, SmsLifecycle)
-                        and record.state == "DELIVERED"
-                        and record.id_sms_api.startswith(ID_PREFIX)
-                    ):
-                        delivered.setdefault(record.id_sms_api, now - start)
+                    if isinstance(record, SmsLifecycle) and record.id_sms_api.startswith(ID_PREFIX):
+                        states[record.id_sms_api] = record.state
+                        if record.state == "DELIVERED":
+                            delivered.setdefault(record.id_sms_api, now - start)
             if len(delivered) < requests:
                 return False
             lag.append(sink_lag(stack))
             return is_complete(len(delivered), requests, lag[-1])
 
         # a failure bound only: ~20 msgs/s end to end on this loaded 2-core box
-        wait_until(done, 120 + requests / 5, f"{requests} messages DELIVERED and sink lag 0")
+        try:
+            wait_until(done, 120 + requests / 5, f"{requests} messages DELIVERED and sink lag 0")
+        except PipelineError as exc:
+            raise PipelineError(f"{exc}: {_stuck(stack, states, requests)}") from exc
         run.seconds = time.monotonic() - start
         after = _cpu(stack, broker_pid)
         acks = [b - a for a, b in zip(acks_before, _ingress_acks(ingress_metrics), strict=True)]
@@ -438,7 +445,38 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
     run.steady_msgs_per_s = delivered_rate_between(list(delivered.values()))
     run.cpu_seconds = {name: after[name] - before.get(name, 0.0) for name in after}
     run.counts = _topic_counts(stack)
+    run.sends_accepted_in = _last_acceptance(stack.simulator_url) - wall_start
     return run
+
+
+def _stuck(stack: Stack, states: Mapping[str, str], requests: int) -> str:
+    """Where a run that did not complete stands: the lifecycles' states on sms.lifecycle, what
+    the simulator fired, the workers' and the sink's lag by partition, the logs."""
+    import httpx
+
+    from pipeline.kafka.lag import group_lag_by_partition
+    from pipeline.sinks.runner import sink_topics
+    from pipeline.topics import TOPICS
+
+    tally = Counter(states.values())
+    tally["(no lifecycle)"] = requests - len(states)
+    sim = httpx.get(f"{stack.simulator_url}/_sim/stats", timeout=30).json()
+    inputs = [spec.full_name(stack.prefix) for spec in TOPICS]
+    workers = group_lag_by_partition(stack.client, f"{stack.prefix}workers", inputs)
+    sink = group_lag_by_partition(stack.client, stack.sink_group, sink_topics(stack.prefix))
+    return (
+        f"lifecycles by state {dict(tally)}; simulator accepted {sim['accepted']}, callbacks "
+        f"{sim['callbacks']}; workers' lag {workers or 0}; sink's lag {sink or 0}; logs in "
+        f"{stack.processes.run_dir}"
+    )
+
+
+def _last_acceptance(simulator_url: str) -> float:
+    """The epoch second in which the simulator accepted its last send (its ledger's clock)."""
+    import httpx
+
+    stats = httpx.get(f"{simulator_url}/_sim/stats", timeout=30).json()
+    return float(max(int(second) for second in stats["accepted_per_second"]) + 1)
 
 
 def _ingress_acks(url: str) -> tuple[float, float]:
@@ -528,14 +566,14 @@ def _report(raw: Mapping[str, tuple[float, str]], run: E2eRun, echo: Callable[[s
         f"warehouse check: sms_lifecycle holds {run.warehouse_rows:,} of {run.requests:,} "
         f"messages, {run.warehouse_delivered:,} DELIVERED: passed"
     )
-    for line in _limits(run, per):
+    for line in _limits(run, per, low.msgs_per_s):
         echo(line)
     echo(f"RATIO e2e_msgs_per_s={run.msgs_per_s:.1f}")
     echo(f"RATIO slowest_stage_msgs_per_s={low.msgs_per_s:.1f}")
     echo(f"RATIO e2e_vs_slowest_stage={run.msgs_per_s / low.msgs_per_s:.2f}")
 
 
-def _limits(run: E2eRun, per: PerMessage) -> list[str]:
+def _limits(run: E2eRun, per: PerMessage, slowest_alone: float) -> list[str]:
     """What held the e2e run: each process's CPU (idle, during the run, per message above
     idle) against the machine's cores, and what the callback path allows."""
     from pipeline.devtools.simulator.config import SimulatorConfig
@@ -564,14 +602,38 @@ def _limits(run: E2eRun, per: PerMessage) -> list[str]:
             f"most {concurrency} callbacks in flight (the simulator's) that alone caps the run "
             f"at {bound:,.0f} msgs/s"
         )
+    callbacks = per.status_callbacks * run.requests
+    after_sends = run.delivered_seen_in - run.sends_accepted_in
+    sim = next((p for p in procs if p.name == "simulator"), None)
+    if run.delivered_seen_in > 0:
+        pace = (
+            "the callback path (the simulator's sender → the ingress) set the pace"
+            if after_sends > run.sends_accepted_in
+            else "the sends took most of the run"
+        )
+        per_callback = (
+            f"; the simulator spent {sim.ms_per_message / per.status_callbacks:.1f} ms of CPU "
+            "per callback (its httpx client)"
+            if sim is not None and per.status_callbacks > 0
+            else ""
+        )
+        lines.append(
+            f"e2e pace: the simulator had accepted all {run.requests:,} sends "
+            f"{run.sends_accepted_in:.0f} s after the first publish (to its second); the last "
+            f"message turned DELIVERED {after_sends:.0f} s later, "
+            f"{callbacks / run.delivered_seen_in:,.0f} status callbacks/s over the run: "
+            f"{pace}{per_callback}"
+        )
     top = procs[0]
+    spent = sum(p.ms_per_message for p in procs)
     ceiling = top.ceiling_msgs_per_s
     lines.append(
-        f"what limits it: CPU — the {top.name} spends the most per message "
-        f"({top.ms_per_message:.2f} ms above idle: "
-        + (f"{ceiling:,.0f} msgs/s at most with a whole core" if ceiling else "-")
-        + f"); it got {top.cores:.2f} cores, the run's processes {total:.2f} of {cores} "
-        f"(load average {load:.1f}); each stage alone shared the box with the broker and its "
-        "load generator only, not with the other stages"
+        f"what limits it: CPU — at this pace the run's processes together spent {spent:.1f} ms "
+        f"of CPU per message above idle, in small batches (the slowest stage alone, fed a "
+        f"backlog, took {1000.0 / slowest_alone:.2f} ms of its core per message), on the "
+        f"{total:.2f} of {cores} cores they got (the rest: other work, load average "
+        f"{load:.1f}). Most per message: the {top.name}, {top.ms_per_message:.2f} ms ("
+        + (f"{ceiling:,.0f} msgs/s on one whole core" if ceiling else "-")
+        + ")"
     )
     return lines
