@@ -250,7 +250,7 @@ def sink(n: int, pg_dsn: str | None, nodes: str | None, security: str | None) ->
         run_sink_bench(cluster, n=n, pg_dsn=dsn, echo=click.echo)
 
 
-@bench.command("e2e", short_help="Sustained msgs/s end to end vs the slowest stage alone.")
+@bench.command("e2e", short_help="Msgs/s end to end vs the slowest stage.")
 @click.option("--requests", "n_requests", type=click.IntRange(10, 10**7), default=4000,
               show_default=True, help="Send requests through the whole pipeline (~20/s on a "
               "loaded 2-core box: the default takes ~6 minutes in all).")  # fmt: skip
