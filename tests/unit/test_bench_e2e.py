@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from pipeline.devtools.bench.e2e import (
+from pipeline.devtools.bench.e2efigures import (
     PerMessage,
     StageRate,
     callback_bound,
