@@ -66,7 +66,7 @@ class _Listed(click.Group):
 
 @click.group(cls=_Listed)
 def bench() -> None:
-    """Run a benchmark (ingress, outbound, correlate, sink, chaos, fuzz) against the real broker."""
+    """Run a benchmark (ingress, outbound, correlate, sink, e2e, chaos, fuzz) on the real broker."""
 
 
 @bench.command("ingress", short_help="Callbacks/s over real HTTP.")
@@ -248,6 +248,28 @@ def sink(n: int, pg_dsn: str | None, nodes: str | None, security: str | None) ->
         bench_postgres(pg_dsn, warn=warn) as dsn,
     ):
         run_sink_bench(cluster, n=n, pg_dsn=dsn, echo=click.echo)
+
+
+@bench.command("e2e", short_help="Msgs/s end to end vs the slowest stage.")
+@click.option("--requests", "n_requests", type=click.IntRange(10, 10**7), default=4000,
+              show_default=True, help="Send requests through the whole pipeline (~20/s on a "
+              "loaded 2-core box: the default takes ~6 minutes in all).")  # fmt: skip
+@click.option("--ingress-seconds", type=click.FloatRange(2, 600), default=10, show_default=True,
+              help="Length of the ingress's run alone (wrk).")  # fmt: skip
+@_cluster_options
+def e2e(n_requests: int, ingress_seconds: float, nodes: str | None, security: str | None) -> None:
+    """The outbound worker, the ingress, the correlate worker and the sink each alone (in
+    messages/s), then N send requests through the whole pipeline (simulator, ingress, worker,
+    DuckDB sink) until the warehouse has them all DELIVERED; the ratio of the two."""
+    from pipeline.devtools.bench.e2e import run_e2e_bench
+
+    run_e2e_bench(
+        requests=n_requests,
+        ingress_seconds=ingress_seconds,
+        nodes=_nodes(nodes),
+        security=_security(security),
+        echo=click.echo,
+    )
 
 
 @bench.command("chaos", short_help="The whole stack under faults: losses, duplicates.")

@@ -145,7 +145,7 @@ def test_a_local_cluster_gets_the_nodes_and_security_asked_for(
     assert made == [(3, "sasl_ssl"), (0, "stopped"), (1, "plaintext"), (0, "stopped")]
 
 
-@pytest.mark.parametrize("name", ["ingress", "outbound", "correlate", "sink"])
+@pytest.mark.parametrize("name", ["ingress", "outbound", "correlate", "sink", "e2e"])
 def test_every_benchmark_offers_the_local_cluster_options(name: str) -> None:
     result = CliRunner().invoke(bench, [name, "--help"])
     assert result.exit_code == 0, result.output

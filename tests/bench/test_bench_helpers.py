@@ -125,6 +125,7 @@ def test_bench_lists_its_benchmarks_in_order_with_their_one_line_help() -> None:
         *["outbound", "Rate", "accuracy,", "msg/s."],
         *["correlate", "Events/s,", "latency."],
         *["sink", "Rows/s", "into", "DuckDB/PostgreSQL."],
+        *["e2e", "Msgs/s", "end", "to", "end", "vs", "the", "slowest", "stage."],
         *["chaos", "The", "whole", "stack", "under", "faults:", "losses,", "duplicates."],
         *["fuzz", "Hostile", "callbacks:", "5xx,", "dead", "letters,", "RSS."],
     ]

@@ -49,7 +49,7 @@ from pipeline.topics import record_key, topic_for_record
 if TYPE_CHECKING:
     from pipeline.devtools.localkafka import Security
 
-__all__ = ["mixed_events", "percentile", "run_correlate_bench"]
+__all__ = ["correlate_events_per_s", "mixed_events", "percentile", "run_correlate_bench"]
 
 SOURCES = ("sms.send-requests", "sms.send-results", "callbacks.status", "callbacks.clicks")
 _WORKER = (sys.executable, "-m", "pipeline", "worker", "--agents", "correlate")
@@ -258,6 +258,41 @@ def percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, int(q * len(values) + 0.999999) - 1))]
 
 
+def _preload(
+    client: KafkaClientConfig, prefix: str, partitions: int, n_events: int, base: datetime
+) -> list[tuple[str, bytes | None, bytes]]:
+    """The run's topics, with `mixed_events` published on them; the records published."""
+    ensure_topics(client, prefix, partitions)
+    codec = make_codec(None)
+    items = [
+        (topic_for_record(type(e)).full_name(prefix), record_key(e), codec.encode(e))
+        for e in mixed_events(n_events, base)
+    ]
+    asyncio.run(_produce(client, items))
+    return items
+
+
+def correlate_events_per_s(
+    cluster: BenchCluster, n_events: int, partitions: int = 6, store: str = "rocksdb://"
+) -> float:
+    """Events/s of one correlate worker alone draining `n_events` preloaded mixed events (four
+    per message): the throughput run of `bench correlate`, for `bench e2e`."""
+    prefix = f"bench{uuid4().hex[:6]}."
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    items = _preload(cluster.client, prefix, partitions, n_events, base)
+    env = cluster.subprocess_env(PIPELINE_TOPIC_PREFIX=prefix, PIPELINE_PARTITIONS=str(partitions))
+    with tempfile.TemporaryDirectory(prefix="bench-correlate-") as tmp:
+        worker = _Worker(env, store, Path(tmp))
+        proc = worker.spawn("state")
+        try:
+            wait_until(
+                lambda: READY_LINE in worker.log_text(), 120, f"worker ready ({worker.log_path})"
+            )
+            return _drain_rate(worker.port, len(items), 600)
+        finally:
+            _stop(proc)
+
+
 def run_correlate_bench(
     *,
     n_events: int,
@@ -290,15 +325,9 @@ def _bench(
 ) -> None:
     prefix = f"bench{uuid4().hex[:6]}."
     client = cluster.client
-    ensure_topics(client, prefix, partitions)
     codec = make_codec(None)
     base = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    events = mixed_events(n_events, base)
-    items = [
-        (topic_for_record(type(e)).full_name(prefix), record_key(e), codec.encode(e))
-        for e in events
-    ]
-    asyncio.run(_produce(client, items))
+    items = _preload(client, prefix, partitions, n_events, base)
     echo(f"preloaded {len(items)} events on {partitions} partitions ({prefix})")
 
     topics = [f"{prefix}{name}" for name in SOURCES]

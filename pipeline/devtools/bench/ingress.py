@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.devtools.bench.broker import bench_broker
+from pipeline.devtools.bench.broker import BenchCluster, bench_broker
 from pipeline.devtools.bench.openloop import fixed_rate
 from pipeline.devtools.bench.profile import (
     breakdown,
@@ -57,7 +57,7 @@ from pipeline.procutil import free_port
 if TYPE_CHECKING:
     from pipeline.devtools.localkafka import Security
 
-__all__ = ["find_py_spy", "run_ingress_bench"]
+__all__ = ["find_py_spy", "ingress_callbacks_per_s", "run_ingress_bench"]
 
 PY_SPY_RATE = 250
 """Samples per second of the profiled run (py-spy's default is 100)."""
@@ -166,6 +166,45 @@ def _create_topic(client: KafkaClientConfig, name: str, brokers: int) -> None:
         admin.close()
 
 
+def _ingress_env(cluster: BenchCluster, prefix: str, tmp: Path, **extra: str) -> dict[str, str]:
+    """The ingress's environment: the cluster, the run's topics and token, a spool in `tmp`."""
+    env = cluster.subprocess_env(
+        PIPELINE_TOPIC_PREFIX=prefix,
+        PIPELINE_CALLBACK_TOKEN=TOKEN,
+        INGRESS_SPOOL_DIR=str(tmp / "spool"),
+        **extra,
+    )
+    env.pop("SCHEMA_REGISTRY_URL", None)
+    return env
+
+
+def ingress_callbacks_per_s(
+    cluster: BenchCluster,
+    paths: list[str],
+    *,
+    seconds: float,
+    connections: int = 64,
+    wrk_threads: int = 2,
+    server: str = "granian",
+    threads: int = 2,
+) -> float:
+    """Callbacks/s answered 2xx by the shipped ingress alone under wrk over `paths` (fresh
+    topics, a 2-s warm-up first): the measured run of `bench ingress`, for `bench e2e`."""
+    from pipeline.kafka.admin import ensure_topics
+
+    with tempfile.TemporaryDirectory(prefix="bench-ingress-") as tmp:
+        prefix = f"bench{uuid.uuid4().hex[:6]}."
+        ensure_topics(cluster.client, prefix, 6)
+        script = write_cycle_script(Path(tmp), paths)
+        env = _ingress_env(cluster, prefix, Path(tmp))
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        with running_server(ingress_argv(port, server, threads), env, f"{base}/readyz"):
+            run_wrk(base, script, connections, wrk_threads, 2)  # warm-up
+            result = run_wrk(base, script, connections, wrk_threads, seconds)
+    return _ok_per_s(result)
+
+
 def run_ingress_bench(
     *,
     seconds: float,
@@ -207,13 +246,7 @@ def run_ingress_bench(
         naive_topic = f"{prefix}naive.callbacks"
         _create_topic(cluster.client, naive_topic, cluster.brokers)
         script = write_cycle_script(Path(tmp), paths)
-        env = cluster.subprocess_env(
-            PIPELINE_TOPIC_PREFIX=prefix,
-            PIPELINE_CALLBACK_TOKEN=TOKEN,
-            INGRESS_SPOOL_DIR=str(Path(tmp) / "spool"),
-            NAIVE_TOPIC=naive_topic,
-        )
-        env.pop("SCHEMA_REGISTRY_URL", None)
+        env = _ingress_env(cluster, prefix, Path(tmp), NAIVE_TOPIC=naive_topic)
 
         def wrk_on(base: str) -> Callable[[], WrkResult]:
             return lambda: run_wrk(base, script, connections, wrk_threads, seconds)

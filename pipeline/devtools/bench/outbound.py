@@ -54,6 +54,7 @@ __all__ = [
     "peak_per_second",
     "rate_figures",
     "run_outbound_bench",
+    "unlimited_throughput",
 ]
 
 PARTITIONS = 6
@@ -294,6 +295,22 @@ def _stamps(entries: list[dict[str, Any]], login: str | None = None) -> list[flo
     return [float(m["first_accepted_at"]) for m in entries if login in (None, m["login"])]
 
 
+def _throughput(stamps: list[float]) -> float:
+    """Messages/s between the first and the last acceptance."""
+    span = max(stamps) - min(stamps)
+    return len(stamps) / span if span > 0 else float("inf")
+
+
+def unlimited_throughput(cluster: BenchCluster, messages: int, workdir: Path) -> float:
+    """Msg/s of one outbound worker with no rate limit, on the simulator's clock: the unlimited
+    run with one worker, alone (its simulator and logs in `workdir`), for `bench e2e`."""
+    sim = _Sim(workdir)
+    try:
+        return _throughput(_stamps(_run(cluster, sim, workdir, 1, 1e9, [(_LOGIN, messages)], 600)))
+    finally:
+        sim.stop()
+
+
 def run_outbound_bench(
     *,
     seconds: float,
@@ -376,8 +393,7 @@ class _Bench:
     def unlimited_run(self, messages: int) -> None:
         for workers in (1, 2):
             stamps = _stamps(self._run(workers, 1e9, [(_LOGIN, messages)], 600))
-            span = max(stamps) - min(stamps)
-            throughput = len(stamps) / span if span > 0 else float("inf")
+            throughput = _throughput(stamps)
             self.echo(f"unlimited, {workers} worker(s): {len(stamps)} msgs, {throughput:.0f} msg/s")
             self.lines.append(
                 f"RATIO unlimited{'' if workers == 1 else '_2w'}_msgs_per_s={throughput:.0f}"

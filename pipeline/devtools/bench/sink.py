@@ -31,7 +31,7 @@ from pipeline.serde import AvroCodec, SchemaStore
 from pipeline.sinks.runner import POLL_RECORDS, consumer_config, run_sink
 from pipeline.topics import record_key, spec_for
 
-__all__ = ["bench_postgres", "run_sink_bench"]
+__all__ = ["bench_postgres", "run_sink_bench", "sink_duckdb_rows_per_s"]
 
 TOPIC = "sms.lifecycle"
 PARTITIONS = 6
@@ -133,6 +133,20 @@ def _sink_seconds(cluster: BenchCluster, prefix: str, url: str, n: int) -> float
     return stats.busy_seconds
 
 
+def _duckdb_rows_per_s(cluster: BenchCluster, prefix: str, n: int) -> float:
+    with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
+        url = f"duckdb:///{Path(tmp) / 'bench.duckdb'}"
+        return n / _sink_seconds(cluster, prefix, url, n)
+
+
+def sink_duckdb_rows_per_s(cluster: BenchCluster, n: int) -> float:
+    """Lifecycle rows/s of the sink alone into a fresh DuckDB file, `n` records preloaded on a
+    fresh topic: the DuckDB run of `bench sink`, for `bench e2e`."""
+    prefix = f"bench{uuid.uuid4().hex[:8]}."
+    _preload(cluster, prefix + TOPIC, n)
+    return _duckdb_rows_per_s(cluster, prefix, n)
+
+
 def run_sink_bench(
     cluster: BenchCluster,
     n: int = 200_000,
@@ -150,9 +164,7 @@ def run_sink_bench(
     out: dict[str, float] = {}
     out["consume_rows_per_s"] = n / _consume_baseline(cluster.client, topic, n)
     echo(f"bare consume+decode : {out['consume_rows_per_s']:>10,.0f} records/s")
-    with tempfile.TemporaryDirectory(prefix="bench-sink-") as tmp:
-        url = f"duckdb:///{Path(tmp) / 'bench.duckdb'}"
-        out["duckdb_rows_per_s"] = n / _sink_seconds(cluster, prefix, url, n)
+    out["duckdb_rows_per_s"] = _duckdb_rows_per_s(cluster, prefix, n)
     echo(f"sink -> DuckDB      : {out['duckdb_rows_per_s']:>10,.0f} rows/s")
     if pg_dsn:
         out["postgres_rows_per_s"] = n / _sink_seconds(cluster, prefix, pg_dsn, n)

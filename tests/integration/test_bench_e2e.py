@@ -1,0 +1,47 @@
+"""`ardary-pipeline bench e2e`, tiny: every stage alone and the whole pipeline on the session's
+broker, the warehouse checked, the RATIO lines last."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.environ import new_user_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+REQUESTS = 200
+
+
+@pytest.mark.timeout(900)
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="the ingress stage needs wrk")
+def test_bench_e2e_prints_the_ratio_after_the_warehouse_check(kafka_bootstrap: str) -> None:
+    env = new_user_env(KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", "e2e", "--requests", str(REQUESTS),
+         "--ingress-seconds", "2"],
+        cwd=ROOT,  # this checkout's code, in the children too
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=840,
+    )  # fmt: skip
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    lines = done.stdout.strip().splitlines()
+    assert f"warehouse check: sms_lifecycle holds {REQUESTS} of {REQUESTS} messages, " in (
+        done.stdout
+    ), output
+    assert any(line.startswith("stage alone:") and "<- slowest" in line for line in lines), output
+    names = [re.match(r"RATIO (\w+)=[0-9.]+$", line) for line in lines[-3:]]
+    assert [m.group(1) if m else None for m in names] == [
+        "e2e_msgs_per_s",
+        "slowest_stage_msgs_per_s",
+        "e2e_vs_slowest_stage",
+    ], output
