@@ -25,7 +25,7 @@ import pytest
 
 from pipeline.devtools.chaos.run import ChaosConfig, run_chaos
 
-pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.known_stall]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 SECONDS = 60.0
 
