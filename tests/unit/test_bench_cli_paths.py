@@ -21,13 +21,7 @@ def test_a_path_it_cannot_write_is_one_line_naming_the_flag(
     tmp_path: Path, args: list[str], flag: str
 ) -> None:
     (tmp_path / "a-file").write_text("")
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "bench", *args],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _bench(tmp_path, *args)
     assert done.returncode == 2, done.stderr
     (line,) = done.stderr.strip().splitlines()
     assert flag in line and "a-file" in line
@@ -36,13 +30,17 @@ def test_a_path_it_cannot_write_is_one_line_naming_the_flag(
 
 def test_a_file_that_is_not_a_corpus_is_one_line_naming_the_flag(tmp_path: Path) -> None:
     (tmp_path / "notes.json").write_text('{"not": "a corpus"}')
-    done = subprocess.run(
-        [sys.executable, "-m", "pipeline", "bench", "fuzz", "--corpus", "notes.json"],
-        cwd=tmp_path,
+    done = _bench(tmp_path, "fuzz", "--corpus", "notes.json")
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "--corpus" in line and "notes.json" in line
+
+
+def _bench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "bench", *args],
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode == 2, done.stderr
-    (line,) = done.stderr.strip().splitlines()
-    assert "--corpus" in line and "notes.json" in line

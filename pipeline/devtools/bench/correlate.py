@@ -283,11 +283,8 @@ def correlate_events_per_s(
     env = cluster.subprocess_env(PIPELINE_TOPIC_PREFIX=prefix, PIPELINE_PARTITIONS=str(partitions))
     with tempfile.TemporaryDirectory(prefix="bench-correlate-") as tmp:
         worker = _Worker(env, store, Path(tmp))
-        proc = worker.spawn("state")
+        proc = worker.start("state")
         try:
-            wait_until(
-                lambda: READY_LINE in worker.log_text(), 120, f"worker ready ({worker.log_path})"
-            )
             return _drain_rate(worker.port, len(items), 600)
         finally:
             _stop(proc)
@@ -339,11 +336,8 @@ def _bench(
     recovery: tuple[float, float] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-correlate-") as tmp:
         worker = _Worker(env, store, Path(tmp))
-        proc = worker.spawn("state")
+        proc = worker.start("state")
         try:
-            wait_until(
-                lambda: READY_LINE in worker.log_text(), 120, f"worker ready ({worker.log_path})"
-            )
             rate_worker = _drain_rate(worker.port, len(items), 600)
             echo(f"correlate worker ({store}): {rate_worker:,.0f} events/s")
 
@@ -393,6 +387,18 @@ class _Worker:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+
+    def start(self, state: str) -> subprocess.Popen[bytes]:
+        """`spawn`, then wait until the worker says it is ready (stopped if it does not)."""
+        proc = self.spawn(state)
+        try:
+            wait_until(
+                lambda: READY_LINE in self.log_text(), 120, f"worker ready ({self.log_path})"
+            )
+        except BaseException:
+            _stop(proc)
+            raise
+        return proc
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
