@@ -1,4 +1,5 @@
-"""faust's aiokafka transport, with two changes to its consumer: no lost fetches, cheap hand-over.
+"""faust's aiokafka transport: two changes to its consumer (no lost fetches, cheap hand-over) and
+an idempotent producer.
 
 1. A fetch never drains partitions faust is not reading. faust-streaming 0.15.3 passes its live
    set of active partitions to the consumer thread, where aiokafka's `fetched_records` reads it
@@ -20,6 +21,15 @@
    flow, stop and crash flags, as mode does: if a rebalance starts first, it is abandoned. When
    flow is already suspended the message is not delivered (the seek at the end of the rebalance
    reads it again). Every other call to `wait_first` is mode's.
+
+3. The producer is idempotent. faust enables idempotence only for its `exactly_once` guarantee
+   (which the pipeline does not use), so a produce request the broker wrote but whose answer was
+   lost (its leader killed mid-request) was sent again and written twice: the secured pipeline
+   test's single worker, never restarted, wrote three requests' SendResults twice after the
+   `sms.send-requests` leader was SIGKILLed (CI, 2026-12-01; 1 run of 1 here beside a CPU hog).
+   With a producer id and sequence numbers the partition's new leader drops the resend. Its
+   start is bounded by the request timeout, as the ingress publisher's is: aiokafka waits for a
+   producer id without end when the node it asked goes away before answering.
 """
 
 from __future__ import annotations
@@ -32,7 +42,17 @@ from typing import Any
 from faust.transport.drivers import aiokafka as driver
 from mode.services import WaitResults
 
-__all__ = ["PipelineConsumer", "PipelineTransport", "is_flow_wait"]
+from pipeline.errors import BrokerError
+
+__all__ = [
+    "PRODUCER_START_S",
+    "PipelineConsumer",
+    "PipelineProducer",
+    "PipelineTransport",
+    "is_flow_wait",
+]
+
+PRODUCER_START_S = 30.0  # the worker's producer start (faust's producer request timeout is 20 min)
 
 
 def is_flow_wait(awaitable: Any, flag: Any) -> bool:
@@ -117,7 +137,25 @@ class PipelineConsumer(driver.Consumer):  # type: ignore[misc]
         await super().on_stop()
 
 
+class PipelineProducer(driver.Producer):  # type: ignore[misc]
+    """faust's aiokafka producer, idempotent (acks=all), its start bounded."""
+
+    def _settings_extra(self) -> dict[str, Any]:
+        return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    async def on_start(self) -> None:
+        try:
+            async with asyncio.timeout(PRODUCER_START_S):
+                await super().on_start()
+        except TimeoutError:
+            raise BrokerError(
+                f"the worker's producer got no producer id within {PRODUCER_START_S:g} s"
+                " (KAFKA_BOOTSTRAP_SERVERS: is the cluster up?)"
+            ) from None
+
+
 class PipelineTransport(driver.Transport):  # type: ignore[misc]
-    """The aiokafka transport, creating `PipelineConsumer`s."""
+    """The aiokafka transport, creating `PipelineConsumer`s and `PipelineProducer`s."""
 
     Consumer = PipelineConsumer
+    Producer = PipelineProducer

@@ -1,8 +1,9 @@
 """The pipeline's faust consumer: fetches only the partitions faust reads (a frozen set), and its
-drain loop hands messages over without mode's four tasks each.
+drain loop hands messages over without mode's four tasks each; its producer is idempotent.
 
 The integration proof of the first is `tests/integration/test_outbound_crash.py` (a restarted
-worker receives every request); here the calls themselves, on the real faust objects."""
+worker receives every request), of the last `tests/integration/test_worker_producer.py`; here
+the calls themselves, on the real faust objects."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ import pytest
 from faust.types import TP
 
 from pipeline.agents.app import create_app
-from pipeline.kafka.transport import PipelineConsumer, PipelineTransport, is_flow_wait
+from pipeline.errors import BrokerError
+from pipeline.kafka import transport
+from pipeline.kafka.transport import (
+    PipelineConsumer,
+    PipelineProducer,
+    PipelineTransport,
+    is_flow_wait,
+)
 from pipeline.settings import load_settings
 
 
@@ -28,6 +36,34 @@ def test_the_pipeline_app_uses_the_pipeline_transport() -> None:
     app, _ = create_app(load_settings(kafka_bootstrap_servers="127.0.0.1:1"), agents=[])
     assert isinstance(app.transport, PipelineTransport)
     assert app.transport.Consumer is PipelineConsumer
+    assert isinstance(app.producer, PipelineProducer)
+
+
+async def test_the_workers_producer_is_idempotent_with_acks_all() -> None:
+    """A resend after a lost answer (a leader killed mid-request) is dropped by the broker only
+    for a producer with an id and sequence numbers; faust gives one only to `exactly_once`."""
+    app, _ = create_app(load_settings(kafka_bootstrap_servers="127.0.0.1:1"), agents=[])
+    producer = app.producer._new_producer()  # the aiokafka producer faust would start
+    try:
+        assert producer._txn_manager is not None  # idempotence is on
+        assert producer._sender._acks == -1  # acks=all
+    finally:
+        await producer.stop()
+
+
+async def test_a_producer_start_that_never_ends_is_a_broker_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app, _ = create_app(load_settings(kafka_bootstrap_servers="127.0.0.1:1"), agents=[])
+
+    class NeverStarts:
+        async def start(self) -> None:
+            await asyncio.Event().wait()  # no producer id, ever
+
+    monkeypatch.setattr(transport, "PRODUCER_START_S", 0.05)
+    monkeypatch.setattr(app.producer, "_new_producer", NeverStarts)
+    with pytest.raises(BrokerError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        await app.producer.on_start()
 
 
 async def test_the_drain_loops_flow_wait_is_recognised() -> None:

@@ -120,6 +120,7 @@ def test_a_request_needs_exactly_one_result_and_ardary_one_submission() -> None:
     )
     # m1 twice, m2 none, zz without a request
     assert f.requests_without_one_result == 3
+    assert f.samples["requests_without_one_result"] == ["m1 x2", "m2 x0", "zz x1"]
     assert f.duplicate_sends == 1 and f.samples["duplicate_sends"] == ["m1"]
 
 
@@ -147,5 +148,8 @@ def test_lifecycles_differing_from_the_batch_or_in_the_warehouse_are_mismatches(
     later = dataclasses.replace(life("m2", clicks=1), updated_at=T + timedelta(seconds=1))
     f = reconcile(dataclasses.replace(e, lifecycle_batch={"m1": life("m1"), "m2": later}))
     assert f.lifecycle_mismatch == 1 and f.samples["lifecycle_mismatch"] == ["m2"]
+    fields = f.samples["lifecycle_mismatch_fields"]  # what differs, to tell a cause from a log
+    assert [line.split(":")[0] for line in fields] == ["m2 updated_at"]
+    assert f"batch={T + timedelta(seconds=1)}" in fields[0] and f"stream={T}" in fields[0]
     f = reconcile(dataclasses.replace(e, warehouse_lifecycles={"m1": ("SENT", 0, ms(T))}))
     assert f.warehouse_lifecycle_mismatch == 2  # m1 differs, m2 is missing

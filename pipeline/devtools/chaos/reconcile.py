@@ -147,6 +147,26 @@ def _lifecycle_diffs(a: Mapping[str, SmsLifecycle], b: Mapping[str, SmsLifecycle
     return [i for i in set(a) | set(b) if a.get(i) != b.get(i)]
 
 
+def _lifecycle_field_diffs(
+    stream: Mapping[str, SmsLifecycle], batch: Mapping[str, SmsLifecycle], ids: list[str]
+) -> list[str]:
+    """For the first mismatched ids, which fields differ: "id field: stream=… batch=…"."""
+    out: list[str] = []
+    for i in sorted(ids)[:SAMPLE]:
+        a, b = stream.get(i), batch.get(i)
+        if a is None or b is None:
+            out.append(
+                f"{i}: {'absent' if a is None else a.state} on sms.lifecycle, "
+                f"{'absent' if b is None else b.state} in the batch"
+            )
+            continue
+        for name in a.__dataclass_fields__:
+            x, y = getattr(a, name), getattr(b, name)
+            if x != y:
+                out.append(f"{i} {name}: stream={x!s:.60} batch={y!s:.60}")
+    return out
+
+
 def _warehouse_lifecycle_diffs(e: Evidence) -> list[str]:
     def summary(r: SmsLifecycle) -> tuple[str, int, int]:
         return (r.state, r.click_count, _epoch_ms(r.updated_at))
@@ -206,10 +226,15 @@ def reconcile(e: Evidence) -> Figures:
         samples={
             "callbacks_lost": _sample(f"{t}: {raw}" for t, raw in missing),
             "requests_lost": _sample(lost_requests),
-            "requests_without_one_result": _sample([*without_one, *orphans]),
+            "requests_without_one_result": _sample(
+                f"{i} x{counts.get(i, 0)}" for i in [*without_one, *orphans]
+            ),
             "duplicate_sends": _sample(doubles),
             "unknown_after_crash": _sample(unknown),
             "lifecycle_mismatch": _sample(mismatch),
+            "lifecycle_mismatch_fields": _lifecycle_field_diffs(
+                e.lifecycle_latest, e.lifecycle_batch, mismatch
+            ),
             "warehouse_lifecycle_mismatch": _sample(wh_mismatch),
             "warehouse_unexplained": _sample(f"{t}: {raw}" for t, raw in unexplained),
         },
