@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 from pipeline import records
 from pipeline.cli.bench import bench
+from pipeline.devtools.bench import correlate
 from pipeline.devtools.bench.correlate import mixed_events, percentile
 from pipeline.devtools.bench.outbound import (
     WARMUP,
@@ -24,6 +25,7 @@ from pipeline.devtools.bench.outbound import (
 )
 from pipeline.devtools.bench.servers import hello_app
 from pipeline.devtools.bench.wrk import write_cycle_script
+from pipeline.errors import PipelineError
 
 BASE = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -129,3 +131,48 @@ def test_bench_lists_its_benchmarks_in_order_with_their_one_line_help() -> None:
         *["chaos", "The", "whole", "stack", "under", "faults:", "losses,", "duplicates."],
         *["fuzz", "Hostile", "callbacks:", "5xx,", "dead", "letters,", "RSS."],
     ]
+
+
+def test_a_drain_finished_before_a_second_poll_is_too_few_to_measure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """It printed "0 events/s" (0 events over no interval) for `--events 400`."""
+    polls = iter([0.0, 400.0])
+    monkeypatch.setattr(correlate, "_processed", lambda port: next(polls))
+    monkeypatch.setattr(correlate.time, "sleep", lambda s: None)
+    with pytest.raises(PipelineError, match="too few to measure"):
+        correlate._drain_rate(1, 400, 60)
+
+
+def test_a_drain_seen_in_progress_is_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    polls = iter([(100.0, 10.0), (400.0, 10.5)])
+    state: dict[str, float] = {}
+
+    def processed(port: int) -> float:
+        n, t = next(polls)
+        state["t"] = t
+        return n
+
+    monkeypatch.setattr(correlate, "_processed", processed)
+    monkeypatch.setattr(correlate.time, "perf_counter", lambda: state["t"])
+    monkeypatch.setattr(correlate.time, "sleep", lambda s: None)
+    assert correlate._drain_rate(1, 400, 60) == pytest.approx(600.0)
+
+
+def test_bench_correlates_worker_ends_with_the_bench(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Its own session (Ctrl-C reaches the bench alone) and the parent-death signal, which
+    tests/unit/test_procutil.py shows ends a child when its parent is killed."""
+    seen: dict[str, Any] = {}
+
+    def popen(argv: list[str], **kwargs: Any) -> str:
+        seen.update(kwargs)
+        return "proc"
+
+    monkeypatch.setattr(correlate.subprocess, "Popen", popen)
+    assert correlate._Worker({}, "memory://", tmp_path).spawn("state") == "proc"
+    assert seen["start_new_session"] is True
+    assert seen["preexec_fn"] is not None and seen["preexec_fn"].__qualname__.startswith(
+        "die_with_parent"
+    )

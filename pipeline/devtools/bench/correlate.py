@@ -42,7 +42,7 @@ from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.lag import group_lag
 from pipeline.kafka.readers import topic_partitions
 from pipeline.kafka.worker import READY_LINE
-from pipeline.procutil import free_port
+from pipeline.procutil import die_with_parent, free_port
 from pipeline.serde import make_codec
 from pipeline.topics import record_key, topic_for_record
 
@@ -163,6 +163,11 @@ def _drain_rate(port: int, target: float, timeout: float) -> float:
         if first is None and n > 0:
             first = (n, t)
         if n >= target and first is not None:
+            if n <= first[0]:  # everything between two polls: no interval to divide by
+                raise PipelineError(
+                    f"the worker processed all {target:.0f} events before a second /metrics "
+                    "poll: too few to measure (--events)"
+                )
             return (n - first[0]) / max(t - first[1], 1e-9)
         if time.monotonic() > deadline:
             raise PipelineError(f"worker processed {n:.0f}/{target:.0f} in time")
@@ -385,7 +390,8 @@ class _Worker:
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,
+                start_new_session=True,  # Ctrl-C reaches the bench, which stops the worker
+                preexec_fn=die_with_parent(signal.SIGTERM),  # a bench killed takes it along
             )
 
     def start(self, state: str) -> subprocess.Popen[bytes]:
