@@ -104,6 +104,8 @@ def create_app(
         value_serializer="raw",
         # faust's own recovery can lose the first events after a rebalance (see the module)
         TableManager="pipeline.kafka.recovery:PipelineTableManager",
+        # a group assigned before faust's new topics are in the metadata is made whole (see it)
+        PartitionAssignor="pipeline.kafka.assignor:PipelinePartitionAssignor",
         # Avro values decoded in one call, not through faust's serializer registry (see it)
         Schema="pipeline.kafka.codec:AvroSchema",
     )

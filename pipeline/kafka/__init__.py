@@ -22,6 +22,18 @@ behaviour it replaces, and the test that proves it is in use:
   `_crashed`): four tasks per delivered message (faust-streaming #229 is a deadlock in the same
   call); the hand-over runs in the drain loop until it must wait. Test:
   tests/agents/test_transport.py.
+- `transport.PipelineProducer` (faust's aiokafka `Producer._settings_extra`, `on_start`): faust
+  makes its producer idempotent only for `exactly_once`; a request the broker wrote but never
+  answered (its leader killed) was resent and written twice. acks=all and idempotence, the
+  start bounded to 30 s. No upstream issue (faust documents idempotence with transactions only).
+  Tests: tests/integration/test_worker_producer.py, tests/agents/test_transport.py.
+- `assignor.PipelinePartitionAssignor` (faust `PartitionAssignor.assign`, aiokafka
+  `consumer._client.force_metadata_update`): a group assigned while a subscribed topic (a
+  changelog faust had just created) was not in the leader's metadata ran without it until
+  aiokafka's next refresh, 5 minutes later; faust logs "Ignoring missing topic" and goes on. No
+  upstream issue found. The leader refreshes until the topic is listed, and aiokafka rejoins.
+  Tests: tests/integration/test_late_topic_assignment.py (fails without),
+  tests/agents/test_assignor.py.
 - `codec.AvroFaustCodec` (faust `Codec._dumps/_loads`) and `codec.AvroSchema.compile` (faust
   `Schema`): Avro values decoded in one call instead of through faust's serializer registry.
   Test: tests/agents/test_avro_schema.py.
