@@ -28,7 +28,7 @@ an idempotent producer.
    test's single worker, never restarted, wrote three requests' SendResults twice after the
    `sms.send-requests` leader was SIGKILLed (CI, 2026-12-01; 1 run of 1 here beside a CPU hog).
    With a producer id and sequence numbers the partition's new leader drops the resend. Its
-   start is bounded by the request timeout, as the ingress publisher's is: aiokafka waits for a
+   start is bounded (`PRODUCER_START_S`), as the ingress publisher's is: aiokafka waits for a
    producer id without end when the node it asked goes away before answering.
 """
 
