@@ -23,12 +23,13 @@ from kafka import KafkaProducer
 from pipeline.kafka.worker import READY_LINE
 from pipeline.procutil import die_with_parent, free_port
 from tests.polling import wait_until
+from tests.procs import close
 
 pytestmark = pytest.mark.integration
 
 _WORKER = textwrap.dedent(
     """
-    import signal, sys
+    import sys
     from pathlib import Path
     from pipeline.agents.app import create_app
     from pipeline.kafka.worker import PipelineWorker
@@ -95,9 +96,4 @@ def test_a_topic_created_after_the_group_was_assigned_is_read(
 
         wait_until(lambda: read() == ["v0", "v1", "v2", "v3"], 45, "the late topic's records")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        close(proc)

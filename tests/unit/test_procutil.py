@@ -3,17 +3,18 @@ children that die with the process that started them."""
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from pipeline import procutil
 from tests.polling import wait_until
+from tests.procs import pid_gone
 
 
 def test_server_ports_are_distinct_free_and_below_the_ephemeral_range() -> None:
@@ -32,15 +33,6 @@ def test_server_ports_fall_back_to_free_ports_without_room_below_the_range(
     ports = procutil.server_ports(3)
     assert len(set(ports)) == 3
     assert all(port >= 1024 for port in ports)
-
-
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan is reaped by whoever adopts it, perhaps later)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.mark.parametrize("tied", [True, False])
@@ -64,13 +56,13 @@ def test_a_child_started_with_die_with_parent_ends_when_its_parent_is_killed(tie
     assert parent.stdout is not None
     child = int(parent.stdout.readline())
     try:
-        assert _running(child)
+        assert not pid_gone(child)
         parent.send_signal(signal.SIGTERM)  # Python's default: ends at once, no cleanup runs
         parent.wait(10)
         if tied:
-            wait_until(lambda: not _running(child), 10, "the child to end with its parent")
+            wait_until(lambda: pid_gone(child), 10, "the child to end with its parent")
         else:
-            assert _running(child)  # the control: an untied child outlives its parent
+            assert not pid_gone(child)  # the control: an untied child outlives its parent
     finally:
-        if _running(child):
-            subprocess.run(["kill", str(child)], check=False)
+        if not pid_gone(child):
+            os.kill(child, signal.SIGKILL)
