@@ -193,12 +193,17 @@ def outbound(
 
 
 @bench.command("correlate", short_help="Events/s, latency.")
-@click.option("--events", "n_events", default=200_000, show_default=True)
-@click.option("--partitions", default=6, show_default=True)
-@click.option("--live", default=1_000_000, show_default=True, help="Lifecycles for RSS (0: skip).")
-@click.option("--rate", default=500.0, show_default=True, help="Callbacks/s for the latency run.")
-@click.option("--seconds", default=10.0, show_default=True, help="Latency run length.")
-@click.option("--store", default="rocksdb://", show_default=True)
+@click.option("--events", "n_events", type=click.IntRange(1, 10**8), default=200_000,
+              show_default=True)  # fmt: skip
+@click.option("--partitions", type=click.IntRange(1, 1000), default=6, show_default=True)
+@click.option("--live", type=click.IntRange(0, 10**8), default=1_000_000, show_default=True,
+              help="Lifecycles for RSS (0: skip).")  # fmt: skip
+@click.option("--rate", type=click.FloatRange(1, 100_000), default=500.0, show_default=True,
+              help="Callbacks/s for the latency run.")  # fmt: skip
+@click.option("--seconds", type=click.FloatRange(1, 3600), default=10.0, show_default=True,
+              help="Latency run length.")  # fmt: skip
+@click.option("--store", type=click.Choice(["rocksdb://", "memory://"]), default="rocksdb://",
+              show_default=True)  # fmt: skip
 @_cluster_options
 @click.option("--recovery/--no-recovery", "with_recovery", default=True, show_default=True,
               help="After the RSS run: SIGKILL the worker, time its restart on the same data "

@@ -36,6 +36,25 @@ def test_a_file_that_is_not_a_corpus_is_one_line_naming_the_flag(tmp_path: Path)
     assert "--corpus" in line and "notes.json" in line
 
 
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [
+        (["--events", "-5"], "--events"),  # ran, printed "0 events/s", then waited for nothing
+        (["--events", "0"], "--events"),
+        (["--store", "bogus://"], "--store"),  # ran with a store faust cannot open
+        (["--rate", "0"], "--rate"),
+        (["--partitions", "0"], "--partitions"),
+    ],
+)
+def test_bench_correlate_refuses_a_value_it_cannot_run_before_starting_anything(
+    tmp_path: Path, args: list[str], flag: str
+) -> None:
+    done = _bench(tmp_path, "correlate", *args)
+    assert done.returncode == 2, done.stderr
+    assert flag in done.stderr.strip().splitlines()[-1]
+    assert "cluster:" not in done.stdout  # no broker was started
+
+
 def _bench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", "bench", *args],
