@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -140,8 +141,44 @@ def test_a_drain_finished_before_a_second_poll_is_too_few_to_measure(
     polls = iter([0.0, 400.0])
     monkeypatch.setattr(correlate, "_processed", lambda port: next(polls))
     monkeypatch.setattr(correlate.time, "sleep", lambda s: None)
-    with pytest.raises(PipelineError, match="too few to measure"):
+    with pytest.raises(correlate.TooFewEvents, match="too few to measure") as raised:
         correlate._drain_rate(1, 400, 60)
+    assert isinstance(raised.value, PipelineError)  # `bench correlate`: one line, not a traceback
+
+
+def test_bench_e2e_gets_no_figure_for_a_correlate_drain_too_fast_to_measure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """0.0, which bench e2e reads as a stage without a figure (never the slowest), as before
+    the drain raised; any other failure still raises."""
+    stopped: list[str] = []
+
+    class Worker:
+        port = 1
+
+        def __init__(self, *args: Any) -> None:
+            pass
+
+        def start(self, state: str) -> str:
+            return "proc"
+
+    def too_fast(port: int, target: float, timeout: float) -> float:
+        raise correlate.TooFewEvents("too few to measure")
+
+    cluster = SimpleNamespace(client=None, subprocess_env=lambda **env: env)
+    monkeypatch.setattr(correlate, "_preload", lambda *args: [1, 2, 3, 4])
+    monkeypatch.setattr(correlate, "_Worker", Worker)
+    monkeypatch.setattr(correlate, "_stop", stopped.append)
+    monkeypatch.setattr(correlate, "_drain_rate", too_fast)
+    assert correlate.correlate_events_per_s(cluster, 4) == 0.0  # type: ignore[arg-type]
+    assert stopped == ["proc"]
+
+    def timed_out(port: int, target: float, timeout: float) -> float:
+        raise PipelineError("worker processed 1/4 in time")
+
+    monkeypatch.setattr(correlate, "_drain_rate", timed_out)
+    with pytest.raises(PipelineError, match="in time"):
+        correlate.correlate_events_per_s(cluster, 4)  # type: ignore[arg-type]
 
 
 def test_a_drain_seen_in_progress_is_a_rate(monkeypatch: pytest.MonkeyPatch) -> None:
