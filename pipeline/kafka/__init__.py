@@ -34,6 +34,13 @@ behaviour it replaces, and the test that proves it is in use:
   upstream issue found. The leader refreshes until the topic is listed, and aiokafka rejoins.
   Tests: tests/integration/test_late_topic_assignment.py (fails without),
   tests/agents/test_assignor.py.
+- `produce.track_topic` (aiokafka `client._topics`): aiokafka requests metadata for the topics
+  a producer tracks only, once it tracks any, and replaces its view with the answer; a topic it
+  knew from the first, full answer but never tracked dropped out when another was added, and a
+  batch queued for it was never sent. No upstream issue found. Every topic is tracked before
+  its first batch (`PartitionBatches.send`, `transport.PipelineProducer.send`,
+  `publisher.KafkaPublisher`). Tests: tests/integration/test_partition_batches.py (fails
+  without), tests/unit/ingress/test_publisher.py.
 - `codec.AvroFaustCodec` (faust `Codec._dumps/_loads`) and `codec.AvroSchema.compile` (faust
   `Schema`): Avro values decoded in one call instead of through faust's serializer registry.
   Test: tests/agents/test_avro_schema.py.

@@ -26,6 +26,7 @@ __all__ = [
     "app_producer",
     "partition_for",
     "partition_of",
+    "track_topic",
 ]
 
 T = TypeVar("T")
@@ -48,6 +49,26 @@ def partition_of(key: bytes, source_partition: int, partitions: int, sources: in
     if partitions == sources:
         return source_partition
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def track_topic(producer: Any, topic: str) -> None:
+    """Keep `topic` in the metadata `producer` (aiokafka's) asks for, before a batch is queued.
+
+    aiokafka 0.14 asks the broker for the metadata of `client._topics` only (every topic while
+    that set is empty) and replaces its whole view with the answer, and `send`/`send_batch` add
+    a topic to the set only when its partitions are unknown. So once one topic is added (one
+    created after the producer started: a changelog, the metrics agent's topic), a topic it
+    knew from the first, full answer drops out of the view at the next refresh; a batch queued
+    for it then waits for a leader that no refresh returns, while the sender asks for metadata
+    again and again, and whoever awaits that batch's ack waits forever. Found by `bench e2e`
+    (a worker that sent some messages, then processed and committed nothing; its dump showed
+    the sender looping on `unknown_leaders_exist`); no upstream issue found. Tracking every
+    topic before its first batch keeps it in each refresh; a batch queued while a refresh
+    built before that was in flight is sent after the next one, which the sender asks for.
+    """
+    topics = producer.client._topics
+    if topic not in topics:
+        topics.add(topic)
 
 
 def app_producer(app: Any) -> Any:
@@ -172,12 +193,14 @@ class PartitionBatches:
         for (topic, partition), builder, _ in self._batches.take_all():
             count = builder.record_count()
             if count:
+                track_topic(self._producer, topic)
                 future = await self._producer.send_batch(builder, topic, partition=partition)
                 if topic in listeners:
                     future.add_done_callback(_acked(listeners[topic], partition, count))
                 futures.append(future)
         single, self._single = self._single, []
         for topic, partition, key, value in single:
+            track_topic(self._producer, topic)
             future = await self._producer.send(topic, value, key=key, partition=partition)
             if topic in listeners:
                 future.add_done_callback(_acked(listeners[topic], partition, 1))

@@ -27,7 +27,7 @@ from typing import Any, TypeAlias
 
 from pipeline.errors import BrokerError
 from pipeline.kafka.config import KafkaClientConfig, client_config
-from pipeline.kafka.produce import OpenBatches, partition_for
+from pipeline.kafka.produce import OpenBatches, partition_for, track_topic
 
 __all__ = ["KafkaPublisher", "PublishItem"]
 
@@ -230,6 +230,7 @@ class KafkaPublisher:
                     raise BrokerError("record larger than a whole batch")
             for tp in self._sendable():
                 builder, sending = batches.take(tp)
+                track_topic(producer, tp[0])
                 delivery = await producer.send_batch(builder, tp[0], partition=tp[1])
                 self._busy.add(tp)
                 delivery.add_done_callback(functools.partial(self._settle, tp, sending))

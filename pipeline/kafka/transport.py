@@ -30,6 +30,11 @@ an idempotent producer.
    With a producer id and sequence numbers the partition's new leader drops the resend. Its
    start is bounded (`PRODUCER_START_S`), as the ingress publisher's is: aiokafka waits for a
    producer id without end when the node it asked goes away before answering.
+
+4. Every topic faust sends to is kept in the producer's metadata requests before the record is
+   queued (`produce.track_topic`, which says why): aiokafka otherwise drops a topic it learned
+   from its first, full metadata answer at the next refresh, and a batch queued for it is never
+   sent.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from faust.transport.drivers import aiokafka as driver
 from mode.services import WaitResults
 
 from pipeline.errors import BrokerError
+from pipeline.kafka.produce import track_topic
 
 __all__ = [
     "PRODUCER_START_S",
@@ -142,6 +148,11 @@ class PipelineProducer(driver.Producer):  # type: ignore[misc]
 
     def _settings_extra(self) -> dict[str, Any]:
         return {**super()._settings_extra(), "acks": "all", "enable_idempotence": True}
+
+    async def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        """faust's send, the topic kept in the producer's metadata first (`track_topic`)."""
+        track_topic(self._ensure_producer(), topic)
+        return await super().send(topic, *args, **kwargs)
 
     async def on_start(self) -> None:
         try:

@@ -9,6 +9,7 @@ producer is a stand-in that hands back aiokafka's own record batches and deliver
 from __future__ import annotations
 
 import asyncio
+import types
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ class Producer:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, int, int, asyncio.Future[Any]]] = []
+        self.client = types.SimpleNamespace(_topics=set())  # the topics tracked (track_topic)
 
     def create_batch(self) -> BatchBuilder:
         return BatchBuilder(16384, 0)  # no compression

@@ -66,3 +66,28 @@ async def test_partition_of_matches_the_producers_keyed_partitioner(
 
 def test_partition_of_keeps_the_source_partition_for_the_same_layout() -> None:
     assert partition_of(b"id-1", 3, partitions=4, sources=4) == 3
+
+
+async def test_a_topic_sent_to_stays_in_the_producers_metadata_when_another_is_added(
+    kafka_bootstrap: str, make_topic: Callable[..., str]
+) -> None:
+    """aiokafka asks only for the topics it tracks once it tracks any, and replaces its view with
+    the answer: a topic known from the first, full answer dropped out when a topic created later
+    was sent to, and a batch queued for it waited for a leader no refresh returned (the stalled
+    worker of `bench e2e`). `PartitionBatches` tracks every topic it sends to (`track_topic`)."""
+    old = make_topic("tracked-old", partitions=2)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=True)
+    await producer.start()
+    try:
+        batches = PartitionBatches(producer)
+        for _ in range(50):  # known from a full answer (nothing tracked yet), as at a start
+            if producer.client.cluster.partitions_for_topic(old):
+                break
+            await producer.client.force_metadata_update()
+        batches.add(old, 1, b"k", b"v")
+        await batches.send_and_wait()
+        new = make_topic("tracked-new", partitions=1)  # created after the producer started
+        assert await producer.partitions_for(new) == {0}  # a send to it refreshes the metadata
+        assert producer.client.cluster.partitions_for_topic(old) == {0, 1}
+    finally:
+        await producer.stop()

@@ -291,7 +291,7 @@ def _limits(run: E2eRun, per: PerMessage, slowest_alone: float) -> list[str]:
         )
         per_callback = (
             f"; the simulator spent {sim.ms_per_message / per.status_callbacks:.1f} ms of CPU "
-            "per callback (its httpx client)"
+            "per callback (its aiohttp sender)"
             if sim is not None and per.status_callbacks > 0
             else ""
         )

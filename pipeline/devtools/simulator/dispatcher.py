@@ -2,7 +2,8 @@
 
 Background tasks, bounded concurrency, a few retries with exponential backoff on failure
 (`callback_attempts=1`: none, as Ardary documents no retry). Every attempt and its answer is
-told to `on_fired` (the ledger). The callback URL may carry the ingress token, so it is never
+told to `on_fired` (the ledger). The GET itself is `get` (by default `sender.CallbackSender`,
+aiohttp; tests pass their own). The callback URL may carry the ingress token, so it is never
 logged.
 """
 
@@ -12,15 +13,15 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import quote
 
-import httpx
 import orjson
 
 from pipeline.devtools.simulator.config import SimulatorConfig
 from pipeline.devtools.simulator.ledger import FiredCallback
 from pipeline.devtools.simulator.plan import AcceptedMessage, PlannedCallback, plan_callbacks
+from pipeline.devtools.simulator.sender import CallbackSender, NotDelivered
 
 __all__ = ["CallbackDispatcher", "callback_raw", "callback_url_for"]
 
@@ -47,23 +48,23 @@ class CallbackDispatcher:
         self,
         config: Callable[[], SimulatorConfig],
         on_stop: Callable[[str], None],
-        http: httpx.AsyncClient | None = None,
+        get: Callable[[str], Awaitable[int]] | None = None,
         on_fired: Callable[[FiredCallback], None] = lambda attempt: None,
     ) -> None:
         self._config = config
         self._on_stop = on_stop
         self._on_fired = on_fired
-        self._http = http
-        self._own_http = http is None
+        self._get = get
+        self._sender: CallbackSender | None = None  # made here when no `get` was given
         self._tasks: set[asyncio.Task[None]] = set()
         self._sem: asyncio.Semaphore | None = None
         self.stats: Counter[str] = Counter()
 
-    def _client(self) -> httpx.AsyncClient:
-        if self._http is None:
-            limits = httpx.Limits(max_connections=self._config().callback_concurrency)
-            self._http = httpx.AsyncClient(timeout=5.0, limits=limits)
-        return self._http
+    def _getter(self) -> Callable[[str], Awaitable[int]]:
+        if self._get is None:
+            self._sender = CallbackSender(self._config().callback_concurrency)
+            self._get = self._sender.get
+        return self._get
 
     def schedule(self, message: AcceptedMessage) -> None:
         """Plan `message`'s callbacks and start firing them in the background."""
@@ -98,11 +99,10 @@ class CallbackDispatcher:
             async with self._sem:
                 fired_at = time.time()
                 try:
-                    response = await self._client().get(url)
-                    status = response.status_code
+                    status = await self._getter()(url)
                     problem = "ok" if status < 300 else f"http {status}"
-                except httpx.HTTPError as exc:
-                    problem = type(exc).__name__
+                except NotDelivered as exc:
+                    problem = exc.outcome
             self._on_fired(
                 FiredCallback(
                     cb.kind, cb.param, raw, id_sms_api, attempt, fired_at, problem, status
@@ -126,8 +126,9 @@ class CallbackDispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Cancel pending callbacks and close the HTTP client if this dispatcher made it."""
+        """Cancel pending callbacks and close the HTTP sender if this dispatcher made it."""
         await self.cancel_pending()
-        if self._own_http and self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._sender is not None:
+            await self._sender.aclose()
+            self._sender = None
+            self._get = None

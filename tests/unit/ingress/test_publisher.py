@@ -22,6 +22,7 @@ PARTITIONS = [0, 1, 2]
 class StubClient:
     def __init__(self) -> None:
         self.reachable = True
+        self._topics: set[str] = set()  # what aiokafka asks metadata for (track_topic)
 
     async def fetch_all_metadata(self) -> object:
         if not self.reachable:
@@ -109,6 +110,17 @@ async def test_producer_is_idempotent_with_acks_all(stub: Callable[[], StubProdu
     await publisher.publish([("t", b"k", b"v")], within=1.0)
     await publisher.stop()
     assert stub().stopped
+
+
+async def test_every_topic_published_to_is_tracked_in_the_metadata(
+    stub: Callable[[], StubProducer],
+) -> None:
+    """aiokafka drops an untracked topic from its metadata at the next refresh (track_topic)."""
+    publisher = KafkaPublisher("h:9092")
+    await publisher.start()
+    await publisher.publish([("a", b"k", b"v"), ("b", b"k", b"v")], within=1.0)
+    await publisher.stop()
+    assert stub().client._topics == {"a", "b"}
 
 
 async def test_keys_go_where_aiokafka_would_put_them(stub: Callable[[], StubProducer]) -> None:
