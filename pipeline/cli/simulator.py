@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import click
 
 from pipeline.errors import ConfigError
@@ -12,6 +14,16 @@ __all__ = ["simulator"]
 def _probability(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ConfigError(f"--{name}: must be between 0 and 1")
+    return value
+
+
+def _callback_url(value: str | None) -> str | None:
+    """An absolute http(s) URL, checked here: a bad one would fail only at each callback."""
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError("--callback-url: give an http:// or https:// URL with a host")
     return value
 
 
@@ -120,7 +132,7 @@ def simulator(
     except ValueError as exc:
         raise ConfigError(f"--accounts: {exc}") from exc
     config = SimulatorConfig(
-        callback_url=callback_url,
+        callback_url=_callback_url(callback_url),
         dialect="v1" if dialect == "v1" else "mixed" if dialect == "mixed" else "v2",
         seed=seed,
         accounts=parsed_accounts,

@@ -66,9 +66,7 @@ def track_topic(producer: Any, topic: str) -> None:
     topic before its first batch keeps it in each refresh; a batch queued while a refresh
     built before that was in flight is sent after the next one, which the sender asks for.
     """
-    topics = producer.client._topics
-    if topic not in topics:
-        topics.add(topic)
+    producer.client._topics.add(topic)
 
 
 def app_producer(app: Any) -> Any:

@@ -214,6 +214,12 @@ WRONG = [
         ["simulator", "--rate-limit", "fast"], {}, "--rate-limit", id="simulator-bad-rate"
     ),
     pytest.param(
+        ["simulator", "--callback-url", "localhost:8080/cb"],
+        {},
+        "--callback-url",
+        id="simulator-callback-url-without-scheme",
+    ),
+    pytest.param(
         ["demo", "--runs-dir", "a-file/runs"], {}, "--runs-dir", id="demo-runs-dir-under-a-file"
     ),
 ]
