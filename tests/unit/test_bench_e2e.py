@@ -7,6 +7,7 @@ import math
 import pytest
 
 from pipeline.devtools.bench.e2efigures import (
+    CpuSample,
     PerMessage,
     StageRate,
     callback_bound,
@@ -15,6 +16,7 @@ from pipeline.devtools.bench.e2efigures import (
     histogram_sum_count,
     is_complete,
     per_message,
+    saturation,
     slowest,
     stage_sizes,
     stages_per_message,
@@ -151,3 +153,18 @@ def test_cpu_per_message_leaves_out_what_a_process_spends_idle() -> None:
     assert ceiling is not None and math.isclose(ceiling, 1000 / 15)
     idle_only = cpu_breakdown({"sink": 0.3}, {"sink": 20.0}, seconds=100.0, requests=10)
     assert idle_only[0].ms_per_message == 0.0 and idle_only[0].ceiling_msgs_per_s is None
+
+
+def test_saturation_sums_the_intervals_when_the_machine_or_the_worker_had_no_cpu_to_spare() -> None:
+    # two cores; per 1-s interval, (machine cores busy, worker cores busy)
+    busy = [(1.9, 0.5), (1.95, 0.6), (1.1, 0.9), (1.0, 0.85), (0.6, 0.3)]
+    samples, machine, worker = [CpuSample(0.0, 100.0, 10.0)], 100.0, 10.0
+    for second, (box, work) in enumerate(busy, start=1):
+        machine, worker = machine + box, worker + work
+        samples.append(CpuSample(float(second), machine, worker))
+    found = saturation(samples, cores=2)
+    assert math.isclose(found.seconds, 5.0)
+    assert math.isclose(found.machine, 2.0)  # >= 1.8 of 2 cores: the first two
+    assert math.isclose(found.worker, 2.0)  # >= 0.8 of a core: the third and fourth
+    assert math.isclose(found.either, 4.0) and math.isclose(found.share, 0.8)
+    assert saturation(samples[:1], cores=2).share == 0.0  # one sample: no interval

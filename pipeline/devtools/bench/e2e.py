@@ -34,6 +34,7 @@ from uuid import uuid4
 from pipeline.devtools.bench.broker import KAFKA_CLIENT_VARIABLES, BenchCluster, bench_broker
 from pipeline.devtools.bench.e2efigures import (
     IDLE_SECONDS,
+    CpuSample,
     E2eRun,
     delivered_rate_between,
     histogram_sum_count,
@@ -53,6 +54,7 @@ __all__ = ["run_e2e_bench"]
 PARTITIONS = 6  # as the stage benchmarks
 DELIVERY_DELAY_MS = 50.0  # the simulator's `received` comes 40-60 ms after the accepted send
 ID_PREFIX = "e2e-"
+SAMPLE_EVERY_S = 0.5  # CPU counters read this often during the run (saturation over time)
 _QUIET_SIMULATOR = (  # status callbacks only: no clicks, replies, STOPs or calls
     "--click-probability", "0", "--reply-probability", "0",
     "--stop-probability", "0", "--missed-call-probability", "0",
@@ -243,7 +245,9 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
         time.sleep(IDLE_SECONDS)  # a measured window, not a wait: what each costs with no traffic
         before = _cpu(stack, broker_pid)
         run.idle_cores = {n: (before[n] - idle.get(n, 0.0)) / IDLE_SECONDS for n in before}
+        sample = _cpu_sampler(stack, run.cpu_samples)
         start, wall_start = time.monotonic(), time.time()
+        sample(force=True)
         with SendRequestPublisher(stack.client, prefix=stack.prefix, codec=codec) as publisher:
             for request in _requests(requests):
                 publisher.publish(request)
@@ -252,6 +256,7 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
 
         def done() -> bool:
             stack.processes.check_alive()
+            sample(force=False)
             for batch in consumer.poll(timeout_ms=200).values():
                 now = time.monotonic()
                 for message in batch:
@@ -271,6 +276,7 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
         except PipelineError as exc:
             raise PipelineError(f"{exc}: {_stuck(stack, states, requests)}") from exc
         run.seconds = time.monotonic() - start
+        sample(force=True)
         after = _cpu(stack, broker_pid)
         acks = [b - a for a, b in zip(acks_before, _ingress_acks(ingress_metrics), strict=True)]
         run.ingress_ack_seconds = acks[0] / acks[1] if acks[1] > 0 else None
@@ -282,6 +288,23 @@ def _measure(stack: Stack, cluster: BenchCluster, requests: int, settings: Any) 
     run.counts = _topic_counts(stack)
     run.sends_accepted_in = _last_acceptance(stack.simulator_url) - wall_start
     return run
+
+
+def _cpu_sampler(stack: Stack, samples: list[CpuSample]) -> Callable[..., None]:
+    """A function that appends a `CpuSample` (the machine, the worker) to `samples`: at once
+    with `force`, else when SAMPLE_EVERY_S has passed since the last one."""
+    from pipeline.devtools.bench.servers import machine_busy_seconds, tree_cpu_seconds
+
+    worker = next(c for c in stack.processes.children if c.name == "worker")
+    pid = worker.proc.pid if worker.proc is not None else None
+
+    def sample(*, force: bool) -> None:
+        now = time.monotonic()
+        if force or not samples or now - samples[-1].at >= SAMPLE_EVERY_S:
+            used = tree_cpu_seconds(pid) if pid is not None else 0.0
+            samples.append(CpuSample(now, machine_busy_seconds(), used))
+
+    return sample
 
 
 def _stuck(stack: Stack, states: Mapping[str, str], requests: int) -> str:

@@ -4,6 +4,7 @@ average)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -13,11 +14,15 @@ from typing import Any
 from pipeline.errors import PipelineError
 
 __all__ = [
+    "BOX_BUSY_SHARE",
     "CORRELATE_SOURCES",
     "IDLE_SECONDS",
+    "WORKER_BUSY_CORES",
+    "CpuSample",
     "E2eRun",
     "PerMessage",
     "ProcessCpu",
+    "Saturation",
     "StageRate",
     "callback_bound",
     "cpu_breakdown",
@@ -26,6 +31,7 @@ __all__ = [
     "is_complete",
     "per_message",
     "report",
+    "saturation",
     "slowest",
     "stage_sizes",
     "stages_per_message",
@@ -39,6 +45,10 @@ CORRELATE_SOURCES = (
 )
 """The topics the correlate agent reads: its events (`bench correlate`'s SOURCES)."""
 IDLE_SECONDS = 5.0  # the stack's own CPU with no traffic is measured over this long
+BOX_BUSY_SHARE = 0.9  # the machine counts as saturated at this share of its cores busy
+# the worker counts as saturated at this many cores: its Python threads share one GIL, so one
+# core is its ceiling (measured: 0.83-0.92 while it alone drained a backlog, the rest idle)
+WORKER_BUSY_CORES = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +180,47 @@ def callback_bound(concurrency: int, answer_seconds: float, per_message: float) 
     return concurrency / answer_seconds / per_message
 
 
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """CPU counters read at one moment of the e2e run."""
+
+    at: float  # monotonic seconds
+    machine: float  # busy CPU seconds of the whole machine so far, all cores
+    worker: float  # CPU seconds of the worker's process tree so far
+
+
+@dataclass(frozen=True, slots=True)
+class Saturation:
+    """How long, of a run's sampled `seconds`, the machine and the worker were saturated."""
+
+    seconds: float
+    machine: float  # the machine at BOX_BUSY_SHARE of its cores or more
+    worker: float  # the worker at WORKER_BUSY_CORES or more
+    either: float  # one or the other: time when CPU, not waiting, set the pace
+
+    @property
+    def share(self) -> float:
+        """The share of the run when the machine or the worker had no CPU to spare."""
+        return self.either / self.seconds if self.seconds > 0 else 0.0
+
+
+def saturation(samples: Sequence[CpuSample], cores: int) -> Saturation:
+    """Sum the intervals between consecutive `samples` in which the machine was at least
+    BOX_BUSY_SHARE busy, the worker at least WORKER_BUSY_CORES busy, and either."""
+    seconds = machine = worker = either = 0.0
+    for a, b in itertools.pairwise(samples):
+        dt = b.at - a.at
+        if dt <= 0:
+            continue
+        box_full = (b.machine - a.machine) / dt >= BOX_BUSY_SHARE * cores
+        worker_full = (b.worker - a.worker) / dt >= WORKER_BUSY_CORES
+        seconds += dt
+        machine += dt if box_full else 0.0
+        worker += dt if worker_full else 0.0
+        either += dt if box_full or worker_full else 0.0
+    return Saturation(seconds, machine, worker, either)
+
+
 @dataclass
 class E2eRun:
     """The whole pipeline's run: its timings, what it cost, what the warehouse held."""
@@ -186,6 +237,7 @@ class E2eRun:
     warehouse_delivered: int = 0
     ingress_ack_seconds: float | None = None  # mean publish → broker ack of a callback
     sends_accepted_in: float = 0.0  # the simulator accepted the last send this long after
+    cpu_samples: list[CpuSample] = field(default_factory=list)  # from the first publish on
 
     @property
     def msgs_per_s(self) -> float:
@@ -246,6 +298,21 @@ def report(
     )
     for line in _limits(run, per, low.msgs_per_s):
         echo(line)
+    busy = saturation(run.cpu_samples, os.cpu_count() or 1)
+    if busy.seconds > 0:
+        echo(
+            f"e2e CPU over time (sampled every ~{busy.seconds / (len(run.cpu_samples) - 1):.1f} "
+            f"s): the machine at ≥ {BOX_BUSY_SHARE:.0%} of its {os.cpu_count()} cores for "
+            f"{busy.machine:.1f} s of {busy.seconds:.1f}; the worker (one Python process: one "
+            f"core is its ceiling) at ≥ {WORKER_BUSY_CORES} of a core for {busy.worker:.1f} s; "
+            f"one or the other for {busy.either:.1f} s ({busy.share:.0%}): "
+            + (
+                "CPU set the pace nearly throughout"
+                if busy.share >= 0.8
+                else "the rest of the run waited on something other than CPU"
+            )
+        )
+        echo(f"RATIO e2e_cpu_saturated_share={busy.share:.2f}")
     echo(f"RATIO e2e_msgs_per_s={run.msgs_per_s:.1f}")
     echo(f"RATIO slowest_stage_msgs_per_s={low.msgs_per_s:.1f}")
     echo(f"RATIO e2e_vs_slowest_stage={run.msgs_per_s / low.msgs_per_s:.2f}")

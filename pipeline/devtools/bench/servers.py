@@ -23,6 +23,7 @@ __all__ = [
     "hello_argv",
     "hello_rsgi",
     "ingress_argv",
+    "machine_busy_seconds",
     "naive_argv",
     "running_server",
     "tree_cpu_seconds",
@@ -102,6 +103,14 @@ def tree_cpu_seconds(pid: int) -> float:
             fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
             ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine has spent busy since boot, all cores (/proc/stat: user,
+    nice, system, irq, softirq, steal; idle and iowait left out)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def tree_thread_cpu(pid: int) -> list[ThreadCpu]:
