@@ -48,3 +48,6 @@ def test_bench_e2e_prints_the_ratio_after_the_warehouse_check(kafka_bootstrap: s
         "slowest_stage_msgs_per_s",
         "e2e_vs_slowest_stage",
     ], output
+    shares = [re.match(r"RATIO e2e_cpu_saturated_share=([0-9.]+)$", line) for line in lines]
+    found = [float(m.group(1)) for m in shares if m]
+    assert len(found) == 1 and 0.0 <= found[0] <= 1.0, output  # sampled from publish to end
