@@ -13,7 +13,8 @@ One broker (`bench_broker`), one run:
    is stopped and the warehouse itself must hold the N rows DELIVERED, else the run fails;
 3. every stage's rate in messages/s: its own unit ÷ what one message costs that stage in the
    e2e run (status callbacks, events, lifecycle records per message, counted on the e2e run's
-   topics), the slowest of them, the CPU each process of the e2e run used, and the RATIO lines
+   topics), the slowest of them, the CPU each process of the e2e run used, how long the machine
+   and the worker were saturated (CPU read every SAMPLE_EVERY_S), and the RATIO lines
    (`pipeline.devtools.bench.e2efigures`).
 """
 

@@ -309,7 +309,7 @@ def report(
             + (
                 "CPU set the pace nearly throughout"
                 if busy.share >= 0.8
-                else "the rest of the run waited on something other than CPU"
+                else f"for the other {1 - busy.share:.0%} something else set the pace (a wait)"
             )
         )
         echo(f"RATIO e2e_cpu_saturated_share={busy.share:.2f}")
