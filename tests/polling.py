@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from pipeline.kafka.errors import is_retriable
+
 __all__ = ["wait_until", "wait_until_async"]
 
 T = TypeVar("T")
@@ -23,15 +25,25 @@ def wait_until(
     """Call `condition` until it returns something truthy, and return that.
 
     Raises AssertionError naming `what` (or the condition) after `timeout` seconds. The
-    condition may raise to fail at once (a process it watches died, say).
+    condition may raise to fail at once (a process it watches died, say); a retriable Kafka
+    error (`is_retriable`: a group coordinator moved, a leader being elected) is "not yet".
     """
     deadline = time.monotonic() + timeout
+    last: BaseException | None = None
     while True:
-        result = condition()
+        try:
+            result = condition()
+        except Exception as exc:
+            if not is_retriable(exc):
+                raise
+            last, result = exc, None  # type: ignore[assignment]
         if result:
             return result
         if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or condition!r}")
+            cause = f" (last: {last!r})" if last is not None else ""
+            raise AssertionError(
+                f"timed out after {timeout:g}s waiting for {what or condition!r}{cause}"
+            )
         time.sleep(interval)
 
 
@@ -42,7 +54,12 @@ async def wait_until_async(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        result = condition()
+        try:
+            result = condition()
+        except Exception as exc:
+            if not is_retriable(exc):
+                raise
+            result = None  # type: ignore[assignment]
         if result:
             return result
         if loop.time() >= deadline:

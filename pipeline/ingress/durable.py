@@ -35,6 +35,7 @@ log = logging.getLogger("pipeline.ingress")
 FORWARD_BATCH = 500  # spool entries per forwarded publish
 FORWARD_TIMEOUT_S = 30.0
 FULL_LOG_EVERY_S = 60.0
+STUCK_LOG_EVERY_S = 60.0  # a forwarder that keeps failing says so (with the count) this often
 
 
 class Publisher(Protocol):
@@ -71,6 +72,8 @@ class DurableDoor:
         self.metrics = metrics
         self._forwarder: asyncio.Task[None] | None = None
         self._full_logged_at = -FULL_LOG_EVERY_S
+        self._failures = 0  # forwarding attempts failed since the last success
+        self._failure_logged_at = -STUCK_LOG_EVERY_S
 
     async def keep(self, items: Sequence[SpoolItem]) -> bool:
         """Make the records durable; True when they went to the spool.
@@ -135,10 +138,7 @@ class DurableDoor:
             try:
                 await self.publisher.publish(items, FORWARD_TIMEOUT_S)
             except (BrokerError, TimeoutError) as exc:
-                log.warning(  # the reason: a topic missing here blocks the spool's head
-                    "forwarding spooled records failed",
-                    extra={"error": type(exc).__name__, "reason": str(exc)[:300]},
-                )
+                self._failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -147,5 +147,28 @@ class DurableDoor:
                 await asyncio.sleep(1.0)
                 continue
             backoff = 0.1
+            if self._failures:
+                log.info("forwarding spooled records again", extra={"failures": self._failures})
+                self._failures = 0
             await spool.forwarded(entries)
             self.metrics.forwarded(len(items))
+
+    def _failed(self, exc: BaseException) -> None:
+        """Count a failed forward; log the first, then once a minute with the count, so a
+        forwarder stuck while the broker is up shows in the log as well as in the spool's
+        oldest-age gauge (docs/operations.md says what to do)."""
+        self._failures += 1
+        now = time.monotonic()
+        if self._failures > 1 and now - self._failure_logged_at < STUCK_LOG_EVERY_S:
+            return
+        self._failure_logged_at = now
+        log.warning(  # the reason: a topic missing here blocks the spool's head
+            "forwarding spooled records failed",
+            extra={
+                "error": type(exc).__name__,
+                "reason": str(exc)[:300],
+                "failures": self._failures,
+                "spooled_records": self.spool.records if self.spool is not None else 0,
+                "broker_up": self.publisher.broker_up,
+            },
+        )

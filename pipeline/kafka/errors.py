@@ -1,8 +1,9 @@
 """The one place where the Kafka clients' exceptions become the pipeline's.
 
 Every call into aiokafka, kafka-python or faust that can fail on the broker's account runs inside
-`kafka_errors(action)`: what leaves it is a `PipelineError` — `BrokerError("<action>: <Name>")`
-for a broker that is unreachable or failing (retriable) — never a client library's own class.
+`kafka_errors(action)`: what leaves it is a `PipelineError` — `BrokerError("<action>: <Name>")`,
+retriable unless Kafka says asking again cannot help (an authorization failure, say) — never a
+client library's own class. `is_retriable` is the one rule for "not yet" in every wait.
 The mapping is a table, first match wins, in the style of httpx's `map_exceptions`
 (`httpx/_transports/default.py`); the client libraries are looked up only once one of them has
 raised, so a process that never imported kafka-python does not import it here.
@@ -16,7 +17,7 @@ from collections.abc import Callable, Iterator
 
 from pipeline.errors import BrokerError, PipelineError
 
-__all__ = ["kafka_errors", "map_kafka_error"]
+__all__ = ["is_retriable", "kafka_errors", "map_kafka_error"]
 
 # (predicate, how to build our error); the first predicate that holds wins.
 _Mapper = Callable[[BaseException, str], PipelineError]
@@ -33,8 +34,23 @@ def _client_error(exc: BaseException) -> bool:
     return False
 
 
+# client errors that mean "not now" although their class does not say `retriable`
+_ALSO_RETRIABLE = frozenset({"KafkaTimeoutError", "BrokerNotAvailableError", "NoBrokersAvailable"})
+
+
+def _client_retriable(exc: BaseException) -> bool:
+    """Kafka's own verdict (the error class's `retriable`); a lost connection, a timeout and a
+    broker not available count as retriable too."""
+    if isinstance(exc, ConnectionError | TimeoutError) or type(exc).__name__ in _ALSO_RETRIABLE:
+        return True
+    return bool(getattr(exc, "retriable", False))
+
+
 def _broker_error(exc: BaseException, message: str) -> PipelineError:
-    return BrokerError(message)
+    error = BrokerError(message)
+    if not _client_retriable(exc):
+        error.retriable = False  # e.g. an authorization failure: asking again changes nothing
+    return error
 
 
 _MAP: list[tuple[Callable[[BaseException], bool], _Mapper]] = [
@@ -59,6 +75,21 @@ def map_kafka_error(
                 text = f"{text}: {exc}"
             return build(exc, text)
     return None
+
+
+def is_retriable(exc: BaseException) -> bool:
+    """Whether `exc` means "not yet" to code that waits on Kafka within a deadline.
+
+    The one rule for every wait on a group's offsets or a partition's leader: a retriable error
+    of either client (NotCoordinator, CoordinatorLoadInProgress, LeaderNotAvailable,
+    NotLeaderForPartition, a request timed out), a lost connection, or a retriable
+    `PipelineError` (what `kafka_errors` made of one). Anything else is a real failure.
+    """
+    if isinstance(exc, PipelineError):
+        return bool(exc.retriable)
+    if isinstance(exc, ConnectionError | TimeoutError):
+        return True
+    return _client_error(exc) and _client_retriable(exc)
 
 
 @contextlib.contextmanager

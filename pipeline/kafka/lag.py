@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from pipeline.kafka.config import KafkaClientConfig
+from pipeline.kafka.errors import kafka_errors
 
 __all__ = ["admin_and_consumer", "committed_offsets", "group_lag", "group_lag_by_partition"]
 
@@ -52,10 +53,17 @@ def group_lag_by_partition(
 ) -> dict[str, int]:
     """`topic[partition]` → records `group` has not committed yet, for the partitions that lag,
     over `topics` and any other topic the group committed (a partition never committed counts
-    from offset 0)."""
+    from offset 0).
+
+    A client error leaves as `BrokerError`; a retriable one (the group's coordinator moved, a
+    leader being elected, a lost connection) is "not yet" to a wait (`is_retriable`).
+    """
     from kafka import TopicPartition
 
-    with admin_and_consumer(client, "ardary-lag", timeout_ms) as (admin, consumer):
+    with (
+        kafka_errors(f"reading the lag of group {group}"),
+        admin_and_consumer(client, "ardary-lag", timeout_ms) as (admin, consumer),
+    ):
         committed = (admin.list_group_offsets(group) or {}).get(group) or {}
         names = set(topics) | {tp.topic for tp in committed}
         tps = [

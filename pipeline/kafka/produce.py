@@ -18,6 +18,8 @@ from typing import Any, Generic, TypeVar
 
 from aiokafka.partitioner import murmur2
 
+from pipeline.kafka.idempotence import resendable
+
 __all__ = [
     "AckListener",
     "OpenBatches",
@@ -31,6 +33,9 @@ __all__ = [
 
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
+Record = tuple[bytes | None, bytes | None]
+"""(key, value) of one record."""
+RESEND_ATTEMPTS = 5  # a batch's records are sent again at most this often after a failure
 AckListener = Callable[[int, int], None]
 """Told `(partition, offset)`: the broker acknowledged a partition's records up to `offset`."""
 
@@ -143,12 +148,18 @@ class PartitionBatches:
     submits everything through the (idempotent) producer and returns the delivery futures;
     `send_and_wait()` also awaits them: the events' offsets may be committed only after that.
     `on_ack` asks to be told the offsets the broker gave a topic's records (a table's changelog
-    offsets, `pipeline.kafka.tables`).
+    offsets, `pipeline.kafka.tables`). A batch that fails with a resendable error (the broker
+    was away past the producer's timeout, or refused its producer id: `idempotence`) is sent
+    again when it is still its partition's newest batch, so a broker restart costs a delay, not
+    the worker; de-duplication by `id_sms_api` / `event_id` absorbs a batch the broker had
+    written after all. When a newer batch of the partition was handed over meanwhile, a resend
+    would land after it (an older table value over a newer one), so the failure stands: the
+    agent crashes and its replay from the committed offsets restores the order.
     """
 
     def __init__(self, producer: Any) -> None:
         self._producer = producer  # an aiokafka.AIOKafkaProducer
-        self._batches: OpenBatches[None] = OpenBatches(producer)
+        self._batches: OpenBatches[Record] = OpenBatches(producer)
         self._single: list[tuple[str, int, bytes | None, bytes | None]] = []
         self._keyed: list[tuple[str, bytes | None, bytes | None]] = []
         self._listeners: dict[str, AckListener] = {}
@@ -160,7 +171,7 @@ class PartitionBatches:
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         """Queue one record (None value: a tombstone); nothing is sent before `send()`."""
-        if not self._batches.append((topic, partition), key, value, None):
+        if not self._batches.append((topic, partition), key, value, (key, value)):
             # larger than a whole batch: the producer's own path splits or refuses it
             self._single.append((topic, partition, key, value))
 
@@ -188,26 +199,127 @@ class PartitionBatches:
                 self.add(topic, partition_for(key, partitions), key, value)
         futures: list[asyncio.Future[Any]] = []
         listeners = self._listeners
-        for (topic, partition), builder, _ in self._batches.take_all():
+        for (topic, partition), builder, records in self._batches.take_all():
             count = builder.record_count()
             if count:
                 track_topic(self._producer, topic)
+                number = _handed_over(self._producer, (topic, partition))
                 future = await self._producer.send_batch(builder, topic, partition=partition)
-                if topic in listeners:
-                    future.add_done_callback(_acked(listeners[topic], partition, count))
-                futures.append(future)
+                ack = _acked(listeners[topic], partition, count) if topic in listeners else None
+                futures.append(
+                    self._resent_on_failure(future, (topic, partition), records, number, ack)
+                )
         single, self._single = self._single, []
         for topic, partition, key, value in single:
             track_topic(self._producer, topic)
+            number = _handed_over(self._producer, (topic, partition))
             future = await self._producer.send(topic, value, key=key, partition=partition)
-            if topic in listeners:
-                future.add_done_callback(_acked(listeners[topic], partition, 1))
-            futures.append(future)
+            ack = _acked(listeners[topic], partition, 1) if topic in listeners else None
+            futures.append(
+                self._resent_on_failure(future, (topic, partition), [(key, value)], number, ack)
+            )
         return futures
+
+    def _resent_on_failure(
+        self,
+        first: asyncio.Future[Any],
+        tp: TopicPartition,
+        records: list[Record],
+        number: int,
+        ack: Callable[[asyncio.Future[Any]], None] | None,
+    ) -> asyncio.Future[Any]:
+        """A future of the records' delivery: `first`'s, or a resend's after a failure (only
+        while this batch, the `number`-th handed over for its partition, is still its newest).
+        `ack` is told the delivery that succeeded, the first or the resend."""
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if ack is not None:
+            first.add_done_callback(ack)  # as soon as the broker answers (nothing for a failure)
+
+        def settle(future: asyncio.Future[Any]) -> None:
+            if done.done():
+                return
+            if future.cancelled():
+                done.cancel()
+            elif (error := future.exception()) is None:
+                done.set_result(future.result())
+            elif resendable(error) and _newest(self._producer, tp, number):
+                task = asyncio.ensure_future(self._resend(tp, records, error, number))
+                if ack is not None:
+                    task.add_done_callback(ack)
+                task.add_done_callback(settle_resend)
+            else:
+                done.set_exception(error)
+
+        def settle_resend(task: asyncio.Future[Any]) -> None:
+            if done.done():
+                return
+            if task.cancelled():
+                done.cancel()
+            elif (error := task.exception()) is not None:
+                done.set_exception(error)
+            else:
+                done.set_result(task.result())
+
+        first.add_done_callback(settle)
+        return done
+
+    async def _resend(
+        self, tp: TopicPartition, records: list[Record], error: BaseException, number: int
+    ) -> Any:
+        """Send `records` again until acknowledged; give up (raise) after RESEND_ATTEMPTS, on an
+        error a resend cannot cure, or once a newer batch of the partition was handed over."""
+        topic, partition = tp
+        for attempt in range(1, RESEND_ATTEMPTS + 1):
+            await asyncio.sleep(min(0.1 * 2**attempt, 2.0))  # the producer asks for a new id
+            if not _newest(self._producer, tp, number):
+                raise error
+            fresh: OpenBatches[None] = OpenBatches(self._producer)
+            single = []
+            for key, value in records:
+                if not fresh.append(tp, key, value, None):
+                    single.append((key, value))
+            sent: list[tuple[asyncio.Future[Any], int]] = []
+            track_topic(self._producer, topic)
+            for _, builder, _ in fresh.take_all():
+                number = _handed_over(self._producer, tp)
+                future = await self._producer.send_batch(builder, topic, partition=partition)
+                sent.append((future, builder.record_count()))
+            for key, value in single:
+                number = _handed_over(self._producer, tp)
+                future = await self._producer.send(topic, value, key=key, partition=partition)
+                sent.append((future, 1))
+            try:
+                results = await asyncio.gather(*(future for future, _ in sent))
+            except Exception as exc:
+                if not resendable(exc):
+                    raise
+                error = exc
+                continue
+            # what `_acked` expects of a delivery of len(records) records: the last record's
+            # offset minus len(records) - 1, however many batches the resend took
+            last = results[-1].offset + sent[-1][1] - 1
+            return results[-1]._replace(offset=last - len(records) + 1)
+        raise error
 
     async def send_and_wait(self) -> None:
         """Submit every queued record and wait until the broker acknowledged all of them."""
         await asyncio.gather(*await self.send())
+
+
+def _handed_over(producer: Any, tp: TopicPartition) -> int:
+    """Count a batch handed to `producer` for `tp`; its number (kept on the producer)."""
+    counts: dict[TopicPartition, int] | None = getattr(producer, "_ardary_handed_over", None)
+    if counts is None:
+        counts = {}
+        producer._ardary_handed_over = counts
+    number = counts[tp] = counts.get(tp, 0) + 1
+    return number
+
+
+def _newest(producer: Any, tp: TopicPartition, number: int) -> bool:
+    """Whether the `number`-th batch handed over for `tp` is still the last one."""
+    counts: dict[TopicPartition, int] = getattr(producer, "_ardary_handed_over", {})
+    return counts.get(tp) == number
 
 
 def _acked(

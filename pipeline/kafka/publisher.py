@@ -10,7 +10,9 @@ the one-timer-per-request bound. Keys are partitioned as aiokafka's default part
 
 Each request's wait is bounded by `within`, enforced by one watchdog task instead of a timer
 per request. After a failure the publisher marks the broker down and fails fast (no 5 s wait
-per request during an outage) until a background metadata probe sees the broker again.
+per request during an outage) until a background metadata probe sees the broker again. A
+failed batch makes aiokafka take a new producer id (`idempotence`), so the records the failure
+sent back to the spool go through once the broker is back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 from pipeline.errors import BrokerError
+from pipeline.kafka import idempotence
 from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.produce import OpenBatches, partition_for, track_topic
 
@@ -114,6 +117,7 @@ class KafkaPublisher:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
+        idempotence.install()
         producer = AIOKafkaProducer(
             **self._client_config.aiokafka(),
             client_id=self._client_id,

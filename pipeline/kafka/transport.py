@@ -48,6 +48,7 @@ from faust.transport.drivers import aiokafka as driver
 from mode.services import WaitResults
 
 from pipeline.errors import BrokerError
+from pipeline.kafka import idempotence
 from pipeline.kafka.produce import track_topic
 
 __all__ = [
@@ -155,6 +156,7 @@ class PipelineProducer(driver.Producer):  # type: ignore[misc]
         return await super().send(topic, *args, **kwargs)
 
     async def on_start(self) -> None:
+        idempotence.install()  # a failed batch takes a new producer id, not a stuck partition
         try:
             async with asyncio.timeout(PRODUCER_START_S):
                 await super().on_start()

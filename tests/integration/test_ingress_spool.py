@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -231,3 +232,106 @@ def test_idle_keep_alive_connections_never_starve_a_new_one(
     ingress = ingress_factory(env)
     ingress.start(wait_until)
     assert asyncio.run(_idle_then_fresh(ingress.port)) == 200
+
+
+class _Load:
+    """Callbacks at a steady pace from a thread of their own, never retried; the answers kept."""
+
+    def __init__(self, url: str, rate: float, in_flight: int = 16) -> None:
+        self.url, self.rate, self.in_flight = url, rate, in_flight
+        self.answers: dict[str, int] = {}  # id_sms_api → status (or 0 for a transport error)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(60)
+        assert not self._thread.is_alive(), "the load did not stop"
+
+    def ok(self) -> set[str]:
+        return {mid for mid, status in self.answers.items() if status == 200}
+
+    async def _run(self) -> None:
+        limits = httpx.Limits(max_connections=self.in_flight)
+        gate = asyncio.Semaphore(self.in_flight)
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
+
+            async def one(mid: str) -> None:
+                q = quote(status_json(mid), safe="")
+                try:
+                    status = (await client.get(f"/callbacks/{TOKEN}?status={q}")).status_code
+                except httpx.HTTPError:
+                    status = 0
+                self.answers[mid] = status
+                gate.release()
+
+            loop = asyncio.get_running_loop()
+            started, n, tasks = loop.time(), 0, set()
+            while not self._stop.is_set():
+                delay = started + n / self.rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                await gate.acquire()
+                task = asyncio.ensure_future(one(f"load-{n:06d}"))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                n += 1
+            if tasks:
+                await asyncio.wait(tasks, timeout=45)
+
+
+OUTAGE_S = 10.0  # the broker away this long, plus its restart: past the producer's 10-s timeout
+
+
+@pytest.mark.slow
+def test_the_spool_drains_after_a_broker_restart_under_load(
+    local_kafka_factory: Callable[..., LocalKafka],
+    ingress_factory: Callable[[dict[str, str]], Ingress],
+    unique_prefix: str,
+    tmp_path: Path,
+    wait_until: Callable[..., Any],
+) -> None:
+    """The broker stopped (SIGTERM), then killed (SIGKILL), each while callbacks keep coming:
+    after each return the spool is empty within 60 s, and every callback answered 200 is in
+    Kafka. Before the producer took a new id after a failed batch, the ingress's idempotent
+    producer was refused with OutOfOrderSequenceNumber for good and the spool never drained."""
+    broker = local_kafka_factory()
+    bootstrap = broker.start()
+    ensure_topics(bootstrap, unique_prefix, 6)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "PIPELINE_TOPIC_PREFIX": unique_prefix,
+        "PIPELINE_CALLBACK_TOKEN": TOKEN,
+        "INGRESS_SPOOL_DIR": str(tmp_path / "spool"),
+    }
+    ingress = ingress_factory(env)
+    ingress.start(wait_until)
+    load = _Load(ingress.url, rate=600)
+    load.start()
+    try:
+        for stop in (broker.stop_node, broker.kill_node):
+            wait_until(lambda: len(load.ok()) >= 300, 60, "callbacks answered before the outage")
+            answered = len(load.answers)
+            stop(1)  # SIGTERM (a clean shutdown), then SIGKILL (a crash)
+            wait_until(
+                lambda a=answered: len(load.answers) >= a + 300, 60, "callbacks during the outage"
+            )
+            time.sleep(OUTAGE_S)  # the outage itself: no condition to wait for
+            broker.start_node(1)  # same data dir, same port
+            try:
+                wait_until(lambda: ingress.spooled() == 0, 60, "the spool to drain", interval=0.5)
+            except AssertionError as exc:
+                tail = ingress.log.read_text(errors="replace")[-3000:]
+                raise AssertionError(f"{exc} after {stop.__name__}; ingress log:\n{tail}") from None
+    finally:
+        load.stop()
+    wait_until(lambda: ingress.spooled() == 0, 60, "the spool to drain after the load")
+    ingress.stop()
+    ok = load.ok()
+    assert len(ok) == len(load.answers)  # the ingress answered 200 to every callback
+    keys = {r.key.decode() for r in read_topic(bootstrap, f"{unique_prefix}callbacks.status")}
+    assert not ok - keys, f"{len(ok - keys)} callbacks answered 200 are not in Kafka"

@@ -34,6 +34,7 @@ import orjson
 
 from pipeline.devtools.chaos.payloads import generated_callback
 from pipeline.devtools.stack.traffic import demo_requests
+from pipeline.kafka import idempotence
 from pipeline.kafka.config import KafkaClientConfig
 from pipeline.serde import Codec
 from pipeline.topics import record_key, spec_for
@@ -117,6 +118,7 @@ class LoadGenerator:
     async def _producer(self) -> Any:
         from aiokafka import AIOKafkaProducer
 
+        idempotence.install()
         producer = AIOKafkaProducer(
             **self._client.aiokafka(),
             client_id="chaos-upstream-app",
