@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import time
 from pathlib import Path
@@ -14,6 +15,12 @@ from pipeline.devtools.localkafka import KAFKA_VERSION, LocalKafka
 from pipeline.errors import BrokerError
 
 __all__ = ["broker"]
+
+log = logging.getLogger("pipeline.broker")
+
+RESTART_DELAY_S = 5.0  # a dead node is started again after this long, like a pod restart
+RESTARTS_PER_NODE = 5  # more deaths than this within RESTART_WINDOW_S: give up, stop all
+RESTART_WINDOW_S = 600.0
 
 
 @click.command()
@@ -50,7 +57,8 @@ def broker(data_dir: Path | None, port: int | None, nodes: str, security: str) -
 
     Prints the client settings once every node answers (and writes them, password included, as
     KEY=value lines to <data-dir>/client.env), then runs until SIGINT (Ctrl-C) or SIGTERM and
-    stops the nodes cleanly.
+    stops the nodes cleanly. A node that dies is started again on its data dir after a few
+    seconds while the others keep serving, as a cluster's pod would be.
     """
     started = time.monotonic()
     if data_dir is not None:
@@ -81,20 +89,48 @@ def broker(data_dir: Path | None, port: int | None, nodes: str, security: str) -
             click.echo(f"  {key}={shown}")
         click.echo(f"client settings: {kafka.client_env_path}")
         try:
-            while kafka.is_running():
-                time.sleep(0.5)
+            _supervise(kafka)
         except KeyboardInterrupt:
             _ignore_signals()  # a second Ctrl-C must not cut the clean shutdown short
             click.echo("Stopping Kafka...", err=True)
-        else:
-            raise BrokerError(
-                f"a local Kafka node exited unexpectedly; see {kafka.data_dir}/node-*/broker.log"
-            )
     finally:
         kafka.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     click.echo("Kafka stopped", err=True)
+
+
+def _supervise(kafka: LocalKafka) -> None:
+    """Run until interrupted, restarting each node that dies (after RESTART_DELAY_S); give up
+    with BrokerError on a node that keeps dying (RESTARTS_PER_NODE within RESTART_WINDOW_S)."""
+    deaths: dict[int, list[float]] = {}
+    while True:
+        time.sleep(0.5)
+        for node_id in kafka.dead_nodes():
+            now = time.monotonic()
+            recent = [t for t in deaths.get(node_id, []) if now - t < RESTART_WINDOW_S]
+            deaths[node_id] = [*recent, now]
+            code = kafka.exit_code(node_id)
+            where = f"{kafka.data_dir}/node-{node_id}/broker.log"
+            if len(deaths[node_id]) > RESTARTS_PER_NODE:
+                raise BrokerError(
+                    f"Kafka node {node_id} exited {len(deaths[node_id])} times within "
+                    f"{RESTART_WINDOW_S:.0f}s (last exit code {code}); see {where}"
+                )
+            others = "the others keep serving; " if kafka.nodes > 1 else ""
+            click.echo(
+                f"Kafka node {node_id} exited with code {code}; {others}restarting it on its "
+                f"data dir in {RESTART_DELAY_S:g}s (log: {where})",
+                err=True,
+            )
+            log.warning("kafka node exited", extra={"node": node_id, "exit_code": code})
+            time.sleep(RESTART_DELAY_S)
+            try:
+                kafka.start_node(node_id)
+            except BrokerError as exc:  # counted as another death on the next round
+                click.echo(f"Kafka node {node_id} did not come back: {exc}", err=True)
+                continue
+            click.echo(f"Kafka node {node_id} is back", err=True)
 
 
 def _ignore_signals() -> None:

@@ -115,6 +115,15 @@ class LocalKafka:
         proc = self._procs.get(node_id)
         return proc.pid if proc is not None and proc.poll() is None else None
 
+    def dead_nodes(self) -> list[int]:
+        """The nodes whose JVM was started and has exited since (a crash, a kill)."""
+        return [i for i, proc in sorted(self._procs.items()) if proc.poll() is not None]
+
+    def exit_code(self, node_id: int) -> int | None:
+        """The exit code of a node's JVM once it has exited (None while it runs)."""
+        proc = self._procs.get(node_id)
+        return None if proc is None else proc.poll()
+
     def is_running(self, node_id: int | None = None) -> bool:
         """Whether the node's JVM (every node's, by default) is alive."""
         ids = [node_id] if node_id is not None else list(range(1, self.nodes + 1))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.ardary.callbacks import parse_callbacks
 from pipeline.errors import CallbackError, ConfigError, DecodeError
 from pipeline.ingress.decode import RawRequest, decode_params
+from pipeline.kafka.acked import AckedSends
 from pipeline.kafka.config import KafkaClientConfig
 from pipeline.kafka.errors import kafka_errors
 from pipeline.records import DeadLetter
@@ -110,6 +111,7 @@ def replay_dead_letters(settings: Settings, *, from_beginning: bool = False) -> 
             enable_idempotence=True,
             linger_ms=5,
         )
+    sends = AckedSends(producer)
     report = ReplayReport()
     reader = DeadLetterReader(
         settings,
@@ -134,10 +136,10 @@ def replay_dead_letters(settings: Settings, *, from_beginning: bool = False) -> 
                     continue
                 for record in parsed:
                     topic = topic_for_record(type(record)).full_name(settings.pipeline_topic_prefix)
-                    producer.send(topic, key=record_key(record), value=codec.encode(record))
+                    sends.send(topic, codec.encode(record), record_key(record))
                     report.republished += 1
                 report.replayed += 1
-            producer.flush(timeout=30)  # everything re-published is acknowledged ...
+            sends.flush(timeout=30)  # everything re-published is acknowledged (or raises) ...
             reader.commit()  # ... before the replay position moves past it
     finally:
         reader.close()

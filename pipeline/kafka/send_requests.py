@@ -9,7 +9,7 @@ from typing import Any, Literal, Self
 from zoneinfo import ZoneInfo
 
 from pipeline.core.send_requests import parse_send_request
-from pipeline.errors import BrokerError
+from pipeline.kafka.acked import AckedSends
 from pipeline.kafka.config import KafkaClientConfig, client_config
 from pipeline.kafka.errors import kafka_errors
 from pipeline.records import SendRequest
@@ -24,7 +24,10 @@ class SendRequestPublisher:
 
     `publish` returns the request's id_sms_api as soon as the record is queued; `flush` (and
     leaving the `with` block) waits until the broker acknowledged every queued record and
-    raises BrokerError if any failed.
+    raises BrokerError if any failed. A record whose batch failed with a resendable error (the
+    broker away too long, or its producer id refused: kafka-python then bumps the id's epoch)
+    is sent again by `flush` (`AckedSends`); the outbound agent sends an `id_sms_api` once
+    however often it arrives.
     """
 
     def __init__(
@@ -43,10 +46,9 @@ class SendRequestPublisher:
         self.login = login
         self.tz = ZoneInfo(timezone)
         self.codec = codec or make_codec(None)
-        self._errors: list[Exception] = []
         config = client_config(client)
         with kafka_errors(f"cannot reach Kafka at {config.bootstrap}"):
-            self._producer = KafkaProducer(
+            producer = KafkaProducer(
                 **config.kafka_python(),
                 client_id="ardary-publisher",
                 acks="all",
@@ -55,6 +57,7 @@ class SendRequestPublisher:
                 batch_size=256 * 1024,
                 compression_type=None,
             )
+        self._sends = AckedSends(producer)
 
     def publish(self, request: SendRequest | Mapping[str, Any]) -> str:
         """Queue one request (a SendRequest, or a dict validated by parse_send_request)."""
@@ -62,10 +65,7 @@ class SendRequestPublisher:
             request = parse_send_request(
                 request, now=datetime.now(UTC), default_login=self.login, tz=self.tz
             )
-        value, key = self.codec.encode(request), record_key(request)
-        with kafka_errors("cannot publish"):
-            future = self._producer.send(self.topic, value, key=key)
-        future.add_errback(self._errors.append)
+        self._sends.send(self.topic, self.codec.encode(request), record_key(request))
         return request.id_sms_api
 
     def publish_many(self, requests: Iterable[SendRequest | Mapping[str, Any]]) -> list[str]:
@@ -76,15 +76,10 @@ class SendRequestPublisher:
 
     def flush(self, timeout: float = 60) -> None:
         """Wait until every queued record is acknowledged; BrokerError if any was not."""
-        with kafka_errors("publish flush failed"):
-            self._producer.flush(timeout=timeout)
-        if self._errors:
-            first, count = self._errors[0], len(self._errors)
-            self._errors = []
-            raise BrokerError(f"{count} send request(s) not acknowledged: {type(first).__name__}")
+        self._sends.flush(timeout)
 
     def close(self) -> None:
-        self._producer.close(timeout=30)
+        self._sends.producer.close(timeout=30)
 
     def __enter__(self) -> Self:
         return self

@@ -18,6 +18,7 @@ fixtures themselves when they stop.
 
 from __future__ import annotations
 
+import os
 import queue
 import secrets
 import signal
@@ -61,15 +62,17 @@ MASK = "********** (in client.env)"
 # -- the broker command ----------------------------------------------------------------------
 
 
-def _produce_and_consume(config: KafkaClientConfig, topic: str) -> bytes:
-    """Create `topic` (three copies), write one record with acks=all, read it back."""
-    admin = KafkaAdminClient(**config.kafka_python(), client_id="secured-test")
-    try:
-        admin.create_topics(
-            [NewTopic(topic, num_partitions=1, replication_factor=3)], timeout_ms=30_000
-        )
-    finally:
-        admin.close()
+def _produce_and_consume(config: KafkaClientConfig, topic: str, *, create: bool = True) -> bytes:
+    """Create `topic` (three copies) unless told not to, write one record with acks=all, read
+    it back."""
+    if create:
+        admin = KafkaAdminClient(**config.kafka_python(), client_id="secured-test")
+        try:
+            admin.create_topics(
+                [NewTopic(topic, num_partitions=1, replication_factor=3)], timeout_ms=30_000
+            )
+        finally:
+            admin.close()
     value = secrets.token_bytes(16)
     producer = KafkaProducer(**config.kafka_python(), acks="all", linger_ms=0)
     try:
@@ -121,12 +124,13 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
     )
     try:
         out = lines(proc.stdout)  # type: ignore[arg-type]
+        err = lines(proc.stderr)  # type: ignore[arg-type]
         try:
             ready = out.get(timeout=180)
             printed = [out.get(timeout=10) for _ in range(7)]
         except queue.Empty:
             proc.kill()
-            pytest.fail(f"no ready line and settings within 180s: {proc.stderr.read()}")  # type: ignore[union-attr]
+            pytest.fail(f"no ready line and settings within 180s: {_drained(err)}")
         print(ready)  # the start time, for the record (pytest -s)
         assert ready.startswith(f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:"), ready
         assert f"(data: {data_dir})" in ready
@@ -153,10 +157,23 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
         assert settings.kafka_sasl_password is not None
         assert settings.kafka_sasl_password.get_secret_value() == password
         config = KafkaClientConfig.from_settings(settings)
-        assert _produce_and_consume(config, f"t{uuid4().hex[:8]}.roundtrip")
+        roundtrip = f"t{uuid4().hex[:8]}.roundtrip"
+        assert _produce_and_consume(config, roundtrip)
+
+        # one node dies: the command says so, the others keep serving, the node comes back
+        victim = max(jvms)
+        os.kill(victim, signal.SIGKILL)
+        said = _wait_line(err, "restarting it on its data dir", proc, 30)
+        assert "the others keep serving" in said
+        assert _produce_and_consume(config, roundtrip, create=False)  # two of three in sync
+        _wait_line(err, "is back", proc, 180)
+        assert proc.poll() is None  # the command still runs
+        jvms = java_children(proc.pid)
+        assert len(jvms) == 3 and victim not in jvms
+        assert _produce_and_consume(config, f"t{uuid4().hex[:8]}.all-back")
 
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, proc.stderr.read()  # type: ignore[union-attr]
+        assert proc.wait(timeout=60) == 0, _drained(err)
         wait_until(
             lambda: all(pid_gone(pid) for pid in jvms),
             15,
@@ -165,6 +182,32 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
         assert env_file.is_file()  # a data dir the user named is kept, with its settings
     finally:
         close(proc)
+
+
+def _drained(err: queue.Queue[str]) -> str:
+    """What the command wrote to stderr so far."""
+    found = []
+    while not err.empty():
+        found.append(err.get_nowait())
+    return "\n".join(found)
+
+
+def _wait_line(
+    err: queue.Queue[str], text: str, proc: subprocess.Popen[str], timeout: float
+) -> str:
+    """The first stderr line containing `text` within `timeout` s (fails with what came)."""
+    seen: list[str] = []
+
+    def found() -> str | None:
+        assert proc.poll() is None, f"the broker command exited: {seen}"
+        while not err.empty():
+            line = err.get_nowait()
+            seen.append(line)
+            if text in line:
+                return line
+        return None
+
+    return wait_until(found, timeout, f"the broker command to say {text!r}", interval=0.2)
 
 
 # -- wrong settings --------------------------------------------------------------------------
