@@ -1,8 +1,8 @@
 """Serve the ingress by import target with granian (Rust HTTP I/O threads, uvloop, HTTP/1.1).
 
 Granian imports the app in a worker process, so the app opens its Kafka producer there (RSGI's
-init hook, or ASGI's lifespan). Measured on the 2-core box (README): granian + bare ASGI is
-~1.7x uvicorn; RSGI spares the per-request scope and message dicts of ASGI.
+init hook, or ASGI's lifespan). Measured on the 2-core box (docs/benchmarks.md): granian + bare
+ASGI is ~1.7x uvicorn; RSGI spares the per-request scope and message dicts of ASGI.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from granian.server import Server
 
 __all__ = ["BACKLOG", "DEFAULT_RUNTIME_THREADS", "MAX_CONNECTIONS", "serve"]
 
-DEFAULT_RUNTIME_THREADS = 2  # measured: 2 beats 1 by ~1.5x on the 2-core box (README)
+DEFAULT_RUNTIME_THREADS = 2  # measured: 2 beats 1 by ~1.5x on the 2-core box (docs/benchmarks.md)
 BACKLOG = 4096  # the kernel's accept queue (Linux caps it at net.core.somaxconn)
 MAX_CONNECTIONS = 16384
 """granian's `backpressure`: it counts open connections, idle keep-alive ones included, and

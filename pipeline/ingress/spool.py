@@ -1,6 +1,6 @@
 """The ingress's durable spool: callbacks the broker cannot take right now, kept on local disk.
 
-Format — append-only segment files with group commit (the choice is measured in the README):
+Format — append-only segment files with group commit (the choice is measured in docs/behaviour.md):
 `<dir>/segment-<first seq>.log`, each a run of entries
 
     magic "AS" | payload length u32 | crc32 u32 | seq u64 | appended_at f64 | payload

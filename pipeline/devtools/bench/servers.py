@@ -175,10 +175,13 @@ def _supervise(proc: subprocess.Popen[bytes], log: Any, ready_url: str) -> Itera
                 lambda: _answers_200(ready_url), 60, f"{ready_url} to answer 200", interval=0.2
             )
         except PipelineError:
-            log.seek(0)
-            sys.stderr.write(log.read().decode(errors="replace")[-3000:])
+            _print_tail(log)
             raise
-        yield proc.pid
+        try:
+            yield proc.pid
+        except PipelineError:  # a wait on it timed out (the spool to drain, say): say why
+            _print_tail(log)
+            raise
     finally:
         proc.terminate()
         try:
@@ -186,6 +189,13 @@ def _supervise(proc: subprocess.Popen[bytes], log: Any, ready_url: str) -> Itera
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
+
+
+def _print_tail(log: Any) -> None:
+    """The server's last log lines on stderr, under a heading."""
+    log.seek(0)
+    tail = log.read().decode(errors="replace")[-3000:]
+    sys.stderr.write(f"--- the server's log, last lines ---\n{tail}\n")
 
 
 def ingress_argv(port: int, server: str, threads: int) -> list[str]:
