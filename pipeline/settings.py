@@ -84,6 +84,7 @@ class Settings(BaseSettings):
     outbound_rate_per_login: Annotated[dict[str, float], NoDecode] = Field(default_factory=dict)
     outbound_pacing_seconds: float = Field(default=0.25, ge=0, le=5)
     delivery_receipt_timeout_seconds: int = Field(default=48 * 3600, ge=1)
+    sink_web_port: int = Field(default=8082, ge=1, le=65535)  # the sink's /healthz, /metrics
 
     @field_validator("ardary_timezone")
     @classmethod

@@ -43,6 +43,18 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.admin  # noqa: F401
 
+# Tests that share the session's three-node SASL_SSL cluster or schema registry run in one
+# pytest-xdist worker (`make test` runs two, `--dist loadgroup`), so each starts once.
+_SHARED_SERVERS = {"secured_cluster": "secured", "schema_registry": "secured"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        group = next((g for f, g in _SHARED_SERVERS.items() if f in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 def _docker_answers(timeout: float = 5.0) -> bool:
     """Whether a Docker engine is reachable right now (not merely whether the CLI exists)."""

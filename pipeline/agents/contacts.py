@@ -106,6 +106,7 @@ def register(app: faust.App, streams: Streams, settings: Settings) -> None:
                 settings.access_key_for,
                 mode=settings.ardary_mode,
                 timezone=settings.ardary_timezone,
+                observe=telemetry.observe_api,
             )
             async for events in event_batches(stream, max_batch, BATCH_WITHIN_S):
                 by_login: dict[str, list[ContactSyncRequest]] = defaultdict(list)

@@ -34,6 +34,10 @@ Choices, written down:
   stored state inside its turn, so the later record on the topic is always the later truth.
   Stream == batch: the latest records equal `batch_lifecycles(events, now=N, …)` for any N
   after the timer's last run (the field depends on "now" only through "deadline <= now").
+  `ardary_lifecycles_overdue_total` counts each message once, on the record that first flags
+  it: the timer's, or a batch's when the timer will not (a late receipt beat it, or a late
+  result's deadline was already behind the timer's scan) — `flags_overdue`. A rebalance or a
+  restart scans every deadline again, so it may count a message twice.
 - TTL: a timer deletes states whose last event is older than `lifecycle_ttl_seconds` before
   "now" = the largest event time this worker has processed (a watermark), capped at the wall
   clock. Event time, so replaying old topics does not wipe what is being rebuilt and a quiet
@@ -61,6 +65,7 @@ from pipeline.core.lifecycle import (
     expired,
     message_id,
     overdue_record,
+    overdue_since,
     receipt_deadline,
     to_record,
 )
@@ -86,6 +91,7 @@ __all__ = [
     "Touch",
     "decode_value",
     "encode_value",
+    "flags_overdue",
     "fold_events",
     "overdue_candidate",
     "overdue_keys",
@@ -174,6 +180,47 @@ def overdue_candidate(
     return deadline is not None and deadline <= now and (since is None or deadline > since)
 
 
+def flags_overdue(
+    touch: Touch,
+    record: SmsLifecycle,
+    now: datetime,
+    timeout_seconds: float,
+    scanned_until: datetime | None,
+) -> bool:
+    """Whether a batch's `record` (derived as of `now`) is the one that flags its message
+    overdue, for `ardary_lifecycles_overdue_total`.
+
+    The overdue timer flags (and counts) a message with no final status whose deadline falls
+    after its last scan (`scanned_until`; None: it will scan every deadline). A batch's record
+    counts when it carries `overdue_since` and the timer will not flag the message: a final
+    status came (late), or the deadline is behind the scan; and when it was not flagged before
+    this batch, by the timer (overdue and no final status before it, deadline behind the scan)
+    or by an earlier batch (it already had its final status).
+    """
+    deadline = record.overdue_since
+    if deadline is None:
+        return False
+    not_scanned = scanned_until is None or deadline > scanned_until
+    if touch.after.final_seen_at is None and not_scanned:
+        return False  # the timer's next scan flags it
+    before = touch.before
+    if before is None or overdue_since(before, now, timeout_seconds) is None:
+        return True  # this batch made it overdue
+    return before.final_seen_at is None and not_scanned
+
+
+class _OverdueScan:
+    """How far the overdue timer has flagged deadlines, in which consumer generation."""
+
+    def __init__(self) -> None:
+        self.until: datetime | None = None
+        self.generation: Any = None
+
+    def scanned_until(self, generation: Any) -> datetime | None:
+        """The last scan's time, if it was in `generation` (a new assignment is scanned anew)."""
+        return self.until if generation == self.generation else None
+
+
 def fold_events(
     items: Iterable[tuple[Any, Any]],
     load: Any,
@@ -248,6 +295,7 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
     crash_on = os.environ.get(CRASH_ENV) or None
     watermark = _Watermark()
     turns = asyncio.Lock()  # a batch and the overdue timer's emission never interleave
+    scan = _OverdueScan()
 
     def load(event: Any, mid: str) -> LifecycleState | None:
         bind_event(event)
@@ -264,7 +312,8 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
                 ((ev, ev.value) for ev in events), load, crash_on
             )
             watermark.advance(latest)
-            emitted = 0
+            emitted = overdue = 0
+            scanned_until = scan.scanned_until(app.consumer_generation_id)
             batches = await output.batches()
             for mid, touch in touched.items():  # changed or not: a replay must re-emit
                 key = mid.encode()
@@ -277,19 +326,24 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
                     batches,
                     tail_recovery=True,
                 )
-                output.add(batches, key, partition, touch.record(now, timeout))
+                record = touch.record(now, timeout)
+                if flags_overdue(touch, record, now, timeout, scanned_until):
+                    overdue += 1
+                output.add(batches, key, partition, record)
                 emitted += 1
             sent = await batches.send()
         # The batch's events are acked (and their offsets become committable) when this returns:
         # only once the broker holds every changelog and lifecycle record they caused.
         await asyncio.gather(*sent)
         telemetry.batch_done(AGENT, len(events), emitted)
+        if overdue:
+            telemetry.lifecycles_overdue.inc(overdue)
         if skipped:
             telemetry.events_skipped.labels(AGENT, "no_id_sms_api").inc(skipped)
 
     app.agent(source, name=f"pipeline.{AGENT}")(guarded(AGENT, body, telemetry))
     _register_ttl(app, table, settings.lifecycle_ttl_seconds, watermark, telemetry)
-    _register_overdue(app, table, output, timeout, turns)
+    _register_overdue(app, table, output, timeout, turns, scan, telemetry)
 
 
 class _Output:
@@ -342,7 +396,13 @@ def _register_ttl(
 
 
 def _register_overdue(
-    app: Any, table: Any, output: _Output, timeout: float, turns: asyncio.Lock
+    app: Any,
+    table: Any,
+    output: _Output,
+    timeout: float,
+    turns: asyncio.Lock,
+    scan: _OverdueScan,
+    telemetry: Telemetry,
 ) -> None:
     since: datetime | None = None  # the previous run's "now" (None: scan for every deadline)
     generation: Any = None
@@ -361,11 +421,15 @@ def _register_overdue(
                 return  # the next run scans again
             batches = await output.batches()
             at = datetime.now(UTC)
+            flagged = 0
             for key, partition in found:
                 state = decode_value(table.data.get(key))  # now, not as scanned
                 record = None if state is None else overdue_record(state, at, timeout, since=since)
                 if record is not None:
                     output.add(batches, key, partition, record)
+                    flagged += 1
             sent = await batches.send()
+            scan.until, scan.generation = now, generation  # within the turn: see flags_overdue
         await asyncio.gather(*sent)
+        telemetry.lifecycles_overdue.inc(flagged)
         since = now

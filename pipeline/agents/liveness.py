@@ -5,8 +5,11 @@ word (both reported on faust-streaming's tracker). So every agent here runs unde
 exception escaping the agent body is logged and the process exits with status 1, for the
 orchestrator to restart it (at-least-once: uncommitted input is replayed, and the agents'
 effects are idempotent). Lag per agent and topic-partition is exported as a gauge so a silently
-stalled consumer shows. Every metric of a worker, the process's own included, is on its app's
-one registry (`Telemetry`).
+stalled consumer shows, and per consumer group and topic in records and in seconds (the age of
+the oldest unprocessed record, estimated by `pipeline.core.lag_time`). A metadata request every
+2 s (`watch_broker`, the ingress's probe) drives `ardary_worker_broker_up`. Every metric of a
+worker, the process's own included, is on its app's one registry (`Telemetry`); the
+operator's reference of them all is docs/operations.md, "Metrics".
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import logging
 import os
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import (
@@ -24,17 +27,25 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 
+from pipeline.core.lag_time import LagClock, PartitionView
 from pipeline.kafka.lag import committed_offsets
+from pipeline.kafka.produce import ACK_BUCKETS, app_producer, observe_acks
+from pipeline.kafka.publisher import PROBE_TIMEOUT_S, metadata_ok, watch_broker
 
 __all__ = [
+    "API_BUCKETS",
     "CRASH_EXIT_CODE",
+    "LabelledSnapshot",
     "Telemetry",
     "crash_process",
     "guarded",
+    "register_broker_probe",
     "register_lag_monitor",
     "telemetry_for",
 ]
@@ -43,6 +54,39 @@ log = logging.getLogger(__name__)
 
 CRASH_EXIT_CODE = 1
 LAG_INTERVAL_S = 5.0
+API_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Bucket bounds (s) of `ardary_api_request_seconds` (the HTTP timeout is 10 s by default)."""
+
+
+class LabelledSnapshot:
+    """A gauge with one label, read from a function at scrape time (nothing on the hot path).
+
+    A label value that the source stops giving reads 0 from then on (a login whose backlog
+    emptied, whose breaker closed) rather than vanishing with its last value.
+    """
+
+    def __init__(
+        self, name: str, documentation: str, label: str, registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.source: Callable[[], Mapping[str, float]] = dict
+        self._seen: set[str] = set()
+        registry.register(self)  # type: ignore[arg-type]
+
+    def describe(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(self.name, self.documentation, labels=(self.label,))
+
+    def collect(self) -> Iterator[Metric]:
+        values = dict(self.source())
+        for gone in self._seen - values.keys():
+            values[gone] = 0.0
+        self._seen.update(values)
+        family = GaugeMetricFamily(self.name, self.documentation, labels=(self.label,))
+        for key in sorted(values):
+            family.add_metric((key,), values[key])
+        yield family
 
 
 class Telemetry:
@@ -88,6 +132,42 @@ class Telemetry:
             ["agent", "topic", "partition"],
             registry=r,
         )
+        self.consumer_lag_records = Gauge(
+            "ardary_consumer_lag_records",
+            "Records not yet committed, summed over this worker's partitions of the topic.",
+            ["group", "topic"],
+            registry=r,
+        )
+        self.consumer_lag_seconds = Gauge(
+            "ardary_consumer_lag_seconds",
+            "Now minus the timestamp of the oldest unprocessed record of the topic (0 when "
+            "caught up); exact for a record an agent holds, else estimated from the last "
+            "record taken or the last time caught up (pipeline/core/lag_time.py).",
+            ["group", "topic"],
+            registry=r,
+        )
+        self.lag_clock = LagClock()
+        self.worker_broker_up = Gauge(
+            "ardary_worker_broker_up",
+            "1 while the broker answers a metadata request (probed every 2 s; 0 after two "
+            "misses in a row, and until the first probe).",
+            registry=r,
+        )
+        self.produce_ack = Histogram(
+            "ardary_kafka_produce_ack_seconds",
+            "Time from handing a record batch to the Kafka producer until the broker "
+            "acknowledged it.",
+            ["process"],
+            buckets=ACK_BUCKETS,
+            registry=r,
+        ).labels("worker")
+        self.api_request_seconds = Histogram(
+            "ardary_api_request_seconds",
+            "Duration of each Ardary API call, by endpoint and outcome.",
+            ["endpoint", "outcome"],
+            buckets=API_BUCKETS,
+            registry=r,
+        )
         self.lifecycle_table_size = Gauge(
             "ardary_lifecycle_table_size",
             "Live lifecycles in this worker's correlate table (as of the last TTL scan).",
@@ -95,6 +175,12 @@ class Telemetry:
         )
         self.lifecycles_expired = Counter(
             "ardary_lifecycles_expired", "Lifecycles deleted by the TTL.", registry=r
+        )
+        self.lifecycles_overdue = Counter(
+            "ardary_lifecycles_overdue_total",
+            "Lifecycle records flagged overdue (overdue_since set: no delivery receipt by the "
+            "deadline), once per message; a restart or rebalance may count one again.",
+            registry=r,
         )
         self.metrics_too_late = Counter(
             "ardary_metrics_facts_too_late",
@@ -145,6 +231,20 @@ class Telemetry:
             "Published send states deleted after the state TTL",
             registry=r,
         )
+        self.outbound_breaker_open = LabelledSnapshot(
+            "ardary_outbound_breaker_open",
+            "1 while the login's circuit breaker is open (Ardary refused the account: its "
+            "messages fail without a call until a probe after the cool-down succeeds)",
+            "login",
+            r,
+        )
+        self.outbound_backlog = LabelledSnapshot(
+            "ardary_outbound_backlog",
+            "Send requests of the login buffered in this worker: waiting for their batch, "
+            "for rate tokens or for a free call slot",
+            "login",
+            r,
+        )
 
     def batch_done(self, agent: str, processed: int, emitted: int) -> None:
         """Count one processed batch of `agent` (events in, records out, when)."""
@@ -155,6 +255,14 @@ class Telemetry:
     def watch(self, agent: str, topics: Iterable[str]) -> None:
         """Export the consumer lag of `topics` (full names) under `agent`."""
         self.watched[agent] = frozenset(topics)
+
+    def observe_api(self, endpoint: str, outcome: str, seconds: float) -> None:
+        """One Ardary API call (`pipeline.clients.ardary_api.ApiObserver`)."""
+        self.api_request_seconds.labels(endpoint, outcome).observe(seconds)
+
+    def broker_probed(self, up: bool) -> None:
+        """The verdict of the worker's broker probe (`watch_broker`)."""
+        self.worker_broker_up.set(1.0 if up else 0.0)
 
 
 _TELEMETRY: weakref.WeakKeyDictionary[Any, Telemetry] = weakref.WeakKeyDictionary()
@@ -203,11 +311,30 @@ def guarded(
     return run
 
 
-async def _lag_once(app: Any, telemetry: Telemetry) -> None:
+def _oldest_unacked(unacked: Iterable[Any], topics: frozenset[str]) -> dict[Any, float]:
+    """Per topic-partition of `topics`, the timestamp of the lowest offset taken, not acked."""
+    lowest: dict[Any, tuple[int, float]] = {}
+    for message in list(unacked):  # a WeakSet: copied before anything can change it
+        if message.acked or message.topic not in topics:
+            continue
+        seen = lowest.get(message.tp)
+        if seen is None or message.offset < seen[0]:
+            lowest[message.tp] = (message.offset, message.timestamp)
+    return {tp: stamp for tp, (_offset, stamp) in lowest.items()}
+
+
+async def _lag_once(app: Any, telemetry: Telemetry, now: float | None = None) -> None:
     consumer = app.consumer
     committed_by_tp = committed_offsets(consumer)
+    topics = frozenset().union(*telemetry.watched.values())
+    now = time.time() if now is None else now
+    oldest = _oldest_unacked(consumer.unacked, topics)
+    taken: Mapping[Any, int | None] = getattr(app.monitor, "tp_read_offsets", {})
+    records = dict.fromkeys(topics, 0)
+    seconds = dict.fromkeys(topics, 0.0)
+    assigned = []
     for tp in consumer.assignment():
-        agents = [a for a, topics in telemetry.watched.items() if tp.topic in topics]
+        agents = [a for a, watched in telemetry.watched.items() if tp.topic in watched]
         if not agents:
             continue
         highwater = consumer.highwater(tp)
@@ -218,14 +345,26 @@ async def _lag_once(app: Any, telemetry: Telemetry) -> None:
             committed = await consumer.position(tp)
         if committed is None:
             continue
+        lag = max(0, int(highwater) - int(committed))
         for agent in agents:
-            telemetry.consumer_lag.labels(agent, tp.topic, str(tp.partition)).set(
-                max(0, int(highwater) - int(committed))
-            )
+            telemetry.consumer_lag.labels(agent, tp.topic, str(tp.partition)).set(lag)
+        view = PartitionView(int(committed), int(highwater), taken.get(tp), oldest.get(tp))
+        assigned.append(tp)
+        records[tp.topic] += lag
+        seconds[tp.topic] = max(seconds[tp.topic], telemetry.lag_clock.seconds(tp, view, now))
+    telemetry.lag_clock.retain(assigned)
+    group = str(app.conf.id)
+    for topic in topics:
+        telemetry.consumer_lag_records.labels(group, topic).set(records[topic])
+        telemetry.consumer_lag_seconds.labels(group, topic).set(seconds[topic])
 
 
 def register_lag_monitor(app: Any, telemetry: Telemetry, interval: float = LAG_INTERVAL_S) -> None:
-    """Refresh the consumer-lag gauges every `interval` seconds while the worker runs."""
+    """Refresh the consumer-lag gauges every `interval` seconds while the worker runs; also
+    start the broker probe (`register_broker_probe`) and time the acks of the batches the agents
+    send (`ardary_kafka_produce_ack_seconds`): every worker app gets these (`register_web`)."""
+    observe_acks(app, telemetry.produce_ack.observe)
+    register_broker_probe(app, telemetry)
 
     @app.timer(interval, name="pipeline.lag_monitor")  # type: ignore[untyped-decorator]
     async def lag_monitor() -> None:
@@ -235,3 +374,23 @@ def register_lag_monitor(app: Any, telemetry: Telemetry, interval: float = LAG_I
             await _lag_once(app, telemetry)
         except Exception as exc:  # a metrics refresh must never take the worker down
             log.warning("lag refresh failed: %s: %s", type(exc).__name__, exc)
+
+
+def register_broker_probe(
+    app: Any, telemetry: Telemetry, check: Callable[[], Awaitable[bool]] | None = None
+) -> None:
+    """Set `ardary_worker_broker_up` from a metadata request every 2 s (1 s timeout) on the app's
+    producer (`check`: tests) while the worker runs."""
+
+    async def metadata() -> bool:
+        try:
+            producer = app_producer(app)
+        except Exception:  # faust's producer not (or no longer) started: no answer either
+            return False
+        return await metadata_ok(producer, PROBE_TIMEOUT_S)
+
+    probe = check or metadata
+
+    @app.task  # type: ignore[misc,untyped-decorator]
+    async def broker_probe() -> None:
+        await watch_broker(probe, telemetry.broker_probed)

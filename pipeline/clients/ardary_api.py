@@ -3,18 +3,20 @@
 The `httpx.AsyncClient` is injected (its base_url is ARDARY_BASE_URL, e.g.
 "https://www.ardary-sms.com/api"), so tests use a MockTransport and the demo the simulator.
 The access key only ever travels in the request body: it is never put in an exception, a log
-line or a repr.
+line or a repr. Every HTTP call is timed and classified for `ardary_api_request_seconds`
+through an injected `ApiObserver` (this layer does not import Prometheus).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Literal, TypeAlias, TypeVar
 from zoneinfo import ZoneInfo
 
 import httpx
@@ -47,6 +49,8 @@ from pipeline.errors import (
 from pipeline.records import ContactSyncRequest, Routing, SendRequest
 
 __all__ = [
+    "ApiObserver",
+    "ApiOutcome",
     "ArdaryClient",
     "ArdaryOutcomeUnknown",
     "SendAttempt",
@@ -54,6 +58,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ApiOutcome: TypeAlias = Literal[
+    "ok",
+    "rejected",
+    "throttled",
+    "server_error",
+    "timeout",
+    "connect_error",
+    "auth_error",
+    "protocol_error",
+]
+"""How one HTTP call ended: `ok` (an answer accepting at least one message/contact),
+`rejected` (an answer accepting none, for reasons other than the account), `throttled` (429),
+`server_error` (5xx), `timeout` (connect, write, read or pool timeout), `connect_error` (refused,
+reset or cut connection), `auth_error` (401/403, or #001/#002 for every message),
+`protocol_error` (another HTTP status, or an answer that cannot be read)."""
+ApiObserver = Callable[[str, ApiOutcome, float], None]
+"""Told `(endpoint, outcome, seconds)` after every HTTP call (e.g. "sendSms", "ok", 0.21)."""
 
 
 class ArdaryOutcomeUnknown(ArdaryTransientError):
@@ -91,6 +114,51 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 _UNKNOWN_OUTCOME_ERRORS = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
 
 
+def _decode(path: str, response: httpx.Response) -> Any:
+    """The decoded JSON answer of a 2xx response; any other status raises an ArdaryError."""
+    what = f"POST {path}"
+    status = response.status_code
+    if status == 429 or status >= 500:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise ArdaryTransientError(f"{what}: HTTP {status}", retry_after=retry_after)
+    if status in (401, 403):
+        raise ArdaryAuthError(f"{what}: HTTP {status} (access refused)")
+    if status >= 300:
+        raise ArdaryProtocolError(f"{what}: unexpected HTTP {status}")
+    try:
+        return orjson.loads(response.content)
+    except orjson.JSONDecodeError as exc:
+        kind = response.headers.get("Content-Type", "no content type")
+        raise ArdaryProtocolError(
+            f"{what}: answer is not JSON ({len(response.content)} bytes, {kind})"
+        ) from exc
+
+
+def _status_outcome(status: int) -> ApiOutcome | None:
+    """The outcome an HTTP status gives a call; None for a 2xx (its answer decides)."""
+    if status == 429:
+        return "throttled"
+    if status >= 500:
+        return "server_error"
+    if status in (401, 403):
+        return "auth_error"
+    return "protocol_error" if status >= 300 else None
+
+
+def _no_answer_outcome(exc: ArdaryError) -> ApiOutcome:
+    """The outcome of a call that got no HTTP answer (`_exchange` raised `exc`)."""
+    if isinstance(exc.__cause__, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc.__cause__, httpx.TransportError):
+        return "connect_error"
+    return "protocol_error"
+
+
+def _verdict(accepted: int, total: int) -> ApiOutcome:
+    """`ok` when Ardary accepted at least one item of the call (or it had none), else `rejected`."""
+    return "ok" if accepted or not total else "rejected"
+
+
 class ArdaryClient:
     """Ardary's sendSms, sendSmsSolo and contact endpoints over an injected httpx client."""
 
@@ -103,8 +171,10 @@ class ArdaryClient:
         timeout: float = 10.0,
         timezone: ZoneInfo | str = "Europe/Paris",
         breaker: LoginCircuitBreaker | None = None,
+        observe: ApiObserver | None = None,
     ) -> None:
         self._http = http
+        self._observe = observe
         self._access_key_for = access_key_for
         self._mode: Mode = mode
         self._timeout = timeout
@@ -120,8 +190,37 @@ class ArdaryClient:
             raise ArdaryAuthError(f"no Ardary access key configured for login {login!r}")
         return key
 
-    async def _post(self, path: str, payload: dict[str, Any]) -> Any:
-        """POST JSON, return the decoded answer; every failure becomes an ArdaryError."""
+    async def _post(
+        self,
+        endpoint: str,
+        payload: dict[str, Any],
+        judge: Callable[[Any], tuple[T, ApiOutcome]],
+    ) -> T:
+        """POST JSON to `endpoint`, return what `judge` makes of the decoded answer (it may raise
+        an ArdaryError too); every failure becomes an ArdaryError. The call's duration and
+        outcome go to the observer (a cancelled call is not observed)."""
+        path = f"/{endpoint}"
+        started = time.monotonic()
+        outcome: ApiOutcome | None = None  # None: no answer (yet), e.g. a cancelled call
+        try:
+            response = await self._exchange(path, payload)
+            # a 2xx is a protocol error until `judge` has read it
+            outcome = _status_outcome(response.status_code) or "protocol_error"
+            answer, outcome = judge(_decode(path, response))
+            return answer
+        except ArdaryAuthError:
+            outcome = "auth_error"
+            raise
+        except ArdaryError as exc:
+            if outcome is None:
+                outcome = _no_answer_outcome(exc)
+            raise
+        finally:
+            if outcome is not None and self._observe is not None:
+                self._observe(endpoint, outcome, time.monotonic() - started)
+
+    async def _exchange(self, path: str, payload: dict[str, Any]) -> httpx.Response:
+        """POST JSON, return the response; a request that got none raises an ArdaryError."""
         what = f"POST {path}"
         try:
             response = await self._http.post(
@@ -141,21 +240,7 @@ class ArdaryClient:
             raise ArdaryTransientError(
                 f"{what}: cannot reach Ardary ({type(exc).__name__})"
             ) from exc
-        status = response.status_code
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise ArdaryTransientError(f"{what}: HTTP {status}", retry_after=retry_after)
-        if status in (401, 403):
-            raise ArdaryAuthError(f"{what}: HTTP {status} (access refused)")
-        if status >= 300:
-            raise ArdaryProtocolError(f"{what}: unexpected HTTP {status}")
-        try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
-            kind = response.headers.get("Content-Type", "no content type")
-            raise ArdaryProtocolError(
-                f"{what}: answer is not JSON ({len(response.content)} bytes, {kind})"
-            ) from exc
+        return response
 
     def _check_breaker(self, login: str) -> None:
         if self.breaker is not None and not self.breaker.allow(login):
@@ -183,15 +268,19 @@ class ArdaryClient:
                 routing=routing,
                 timezone=self._zone,
             )
-            body = await self._post(f"/{endpoint_for(routing)}", payload)
-            outcomes = parse_send_answer(
-                body, [m.id_sms_api for m in messages], timezone=self._zone
-            )
-            if outcomes and all(o.category is CodeCategory.ACCOUNT for o in outcomes):
-                codes = sorted({c for o in outcomes for c in o.error_codes})
-                raise ArdaryAuthError(
-                    f"Ardary refused login {login!r}: {', '.join(codes)}", codes=tuple(codes)
-                )
+            ids = [m.id_sms_api for m in messages]
+
+            def judge(body: Any) -> tuple[list[MessageOutcome], ApiOutcome]:
+                outcomes = parse_send_answer(body, ids, timezone=self._zone)
+                if outcomes and all(o.category is CodeCategory.ACCOUNT for o in outcomes):
+                    codes = sorted({c for o in outcomes for c in o.error_codes})
+                    raise ArdaryAuthError(
+                        f"Ardary refused login {login!r}: {', '.join(codes)}", codes=tuple(codes)
+                    )
+                accepted = sum(o.outcome == "SUBMITTED" for o in outcomes)
+                return outcomes, _verdict(accepted, len(outcomes))
+
+            outcomes = await self._post(endpoint_for(routing), payload, judge)
         except ArdaryAuthError:
             if self.breaker is not None:
                 self.breaker.record_account_error(login)
@@ -209,8 +298,14 @@ class ArdaryClient:
     ) -> list[ContactSyncOutcome]:
         """Create/update contacts in the Ardary box of `login`; one outcome per contact."""
         payload = build_contact_payload(login, self._key(login), contacts)
-        body = await self._post("/contact", payload)
-        return parse_contact_answer(body, [c.phone_number for c in contacts])
+        phones = [c.phone_number for c in contacts]
+
+        def judge(body: Any) -> tuple[list[ContactSyncOutcome], ApiOutcome]:
+            outcomes = parse_contact_answer(body, phones)
+            accepted = sum(o.outcome == "SUCCESS" for o in outcomes)
+            return outcomes, _verdict(accepted, len(outcomes))
+
+        return await self._post("contact", payload, judge)
 
     async def send_with_retries(
         self,

@@ -58,6 +58,10 @@ class LoginCircuitBreaker:
         entry.probing = True
         return True
 
+    def open_logins(self) -> frozenset[str]:
+        """The logins whose breaker is not CLOSED (OPEN, or HALF_OPEN until its probe succeeds)."""
+        return frozenset(self._open)
+
     def retry_in(self, login: str) -> float:
         """Seconds until `login` may be probed again (0 when it may go now)."""
         entry = self._open.get(login)

@@ -250,7 +250,9 @@ class LocalKafka:
                 self.stop_node(node_id)
             for node_id in ids:
                 self._spawn(node_id, deadline)
-            self._wait_ready(deadline, timeout)
+            # the others may still list a restarted node before it answers (its fencing lags
+            # its death by the broker session timeout): wait for each one's own listener too
+            self._wait_ready(deadline, timeout, answering=ids)
 
     def __enter__(self) -> Self:
         self.start()
@@ -411,7 +413,10 @@ class LocalKafka:
         )
         atexit.register(self._stop_at_exit)
 
-    def _wait_ready(self, deadline: float, timeout: float) -> None:
+    def _wait_ready(self, deadline: float, timeout: float, answering: Iterable[int] = ()) -> None:
+        """Until the cluster lists every broker, and each node of `answering` answers on its own
+        client listener; BrokerError if a JVM exits or `deadline` passes."""
+        pending = list(answering)
         while True:
             for node_id, proc in self._procs.items():
                 if proc.poll() is not None:
@@ -429,9 +434,25 @@ class LocalKafka:
                     f"the local Kafka broker did not answer within {timeout:.0f}s; see "
                     f"{self._dir}/node-*/broker.log"
                 )
-            if brokers_listed(self.client_settings(), min(remaining, 5.0)) >= self.nodes:
-                return
+            settings = self.client_settings()
+            if brokers_listed(settings, min(remaining, 5.0)) >= self.nodes:
+                pending = [
+                    node_id
+                    for node_id in pending
+                    if brokers_listed(
+                        {**settings, "KAFKA_BOOTSTRAP_SERVERS": self._address(node_id)},
+                        min(remaining, 5.0),
+                    )
+                    < self.nodes
+                ]
+                if not pending:
+                    return
             time.sleep(0.1)
+
+    def _address(self, node_id: int) -> str:
+        state = self._state
+        assert state is not None
+        return f"{HOST}:{state.ports[node_id - 1].client}"
 
     def _write_client_env(self) -> None:
         text = "".join(f"{key}={value}\n" for key, value in self.client_settings().items())

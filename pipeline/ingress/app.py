@@ -390,8 +390,8 @@ def create_app(
             raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: required by the ingress")
         client = KafkaClientConfig.from_settings(settings)
 
-        def factory() -> ManagedPublisher:
-            return KafkaPublisher(client)
+        def factory() -> ManagedPublisher:  # called at startup, once `ingress` exists
+            return KafkaPublisher(client, ack_observer=ingress.metrics.observe_ack)
 
         directory = settings.ingress_spool_dir
         if spool is None and directory is not None:
@@ -401,7 +401,7 @@ def create_app(
                 return SegmentSpool(directory, limit)
 
     token = settings.pipeline_callback_token
-    return IngressApp(
+    ingress = IngressApp(
         codec=codec or codec_for(settings),
         prefix=settings.pipeline_topic_prefix,
         tz=settings.timezone,
@@ -415,6 +415,7 @@ def create_app(
         ),
         body_timeout=body_timeout,
     )
+    return ingress
 
 
 def app_from_env() -> IngressApp:

@@ -21,6 +21,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from pipeline.kafka.produce import ACK_BUCKETS
+
 __all__ = ["CONTENT_TYPE_LATEST", "LATENCY_BUCKETS", "IngressMetrics"]
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -35,7 +37,9 @@ class SpoolView(Protocol):
 
 
 class IngressMetrics:
-    """Requests by kind and code, records by kind, publish latency, dead letters, in flight.
+    """Requests by kind and code, records by kind, publish latency, dead letters, in flight,
+    the producer's ack latency, and whether the broker is up (`KafkaPublisher.broker_up`, which
+    follows failed publishes and a metadata probe every 2 s).
 
     Not thread-safe by design: every update happens on the ingress's event loop thread.
     A registry per instance keeps several apps in one process (tests) independent.
@@ -56,6 +60,8 @@ class IngressMetrics:
         self._dead_letters: dict[str, int] = {}
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._latency_sum = 0.0
+        self._acks = [0] * (len(ACK_BUCKETS) + 1)
+        self._ack_sum = 0.0
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)  # type: ignore[arg-type]
 
@@ -75,6 +81,11 @@ class IngressMetrics:
     def observe_publish(self, seconds: float) -> None:
         self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self._latency_sum += seconds
+
+    def observe_ack(self, seconds: float) -> None:
+        """One record batch acknowledged by the broker `seconds` after it was handed over."""
+        self._acks[bisect_left(ACK_BUCKETS, seconds)] += 1
+        self._ack_sum += seconds
 
     def collect(self) -> Iterator[Metric]:
         """The prometheus_client collector protocol (called at scrape time)."""
@@ -102,23 +113,27 @@ class IngressMetrics:
         for reason, count in sorted(self._dead_letters.items()):
             dead.add_metric((reason,), count)
         yield dead
-        cumulative = 0
-        buckets: list[tuple[str, float]] = []
-        for bound, count in zip((*LATENCY_BUCKETS, float("inf")), self._buckets, strict=True):
-            cumulative += count
-            buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
         yield HistogramMetricFamily(
             "ardary_ingress_publish_seconds",
             "Time from publish to broker acknowledgement of all records of a request",
-            buckets=buckets,
+            buckets=_cumulative(LATENCY_BUCKETS, self._buckets),
             sum_value=self._latency_sum,
         )
+        acks = HistogramMetricFamily(
+            "ardary_kafka_produce_ack_seconds",
+            "Time from handing a record batch to the Kafka producer until the broker "
+            "acknowledged it",
+            labels=("process",),
+        )
+        acks.add_metric(("ingress",), _cumulative(ACK_BUCKETS, self._acks), self._ack_sum)
+        yield acks
         yield GaugeMetricFamily(
             "ardary_ingress_in_flight", "Callback requests being processed", value=self._in_flight()
         )
         yield GaugeMetricFamily(
             "ardary_ingress_broker_up",
-            "1 while the broker takes records (0: callbacks go to the spool)",
+            "1 while the broker takes records; 0 after a failed publish or two failed metadata "
+            "probes in a row (one every 2 s), and callbacks then go to the spool",
             value=1.0 if self._broker_up() else 0.0,
         )
         yield from self._spool_families()
@@ -149,3 +164,13 @@ class IngressMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _cumulative(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Prometheus histogram buckets (upper bound, cumulative count) from per-bucket counts."""
+    cumulative = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip((*bounds, float("inf")), counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), cumulative))
+    return buckets

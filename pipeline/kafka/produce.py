@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
@@ -21,11 +23,14 @@ from aiokafka.partitioner import murmur2
 from pipeline.kafka.idempotence import resendable
 
 __all__ = [
+    "ACK_BUCKETS",
     "AckListener",
+    "AckObserver",
     "OpenBatches",
     "PartitionBatches",
     "TopicPartition",
     "app_producer",
+    "observe_acks",
     "partition_for",
     "partition_of",
     "track_topic",
@@ -38,6 +43,14 @@ Record = tuple[bytes | None, bytes | None]
 RESEND_ATTEMPTS = 5  # a batch's records are sent again at most this often after a failure
 AckListener = Callable[[int, int], None]
 """Told `(partition, offset)`: the broker acknowledged a partition's records up to `offset`."""
+AckObserver = Callable[[float], None]
+"""Told the seconds from handing a record batch to the producer until the broker acknowledged it
+(`ardary_kafka_produce_ack_seconds`)."""
+ACK_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+"""Bucket bounds (s) of `ardary_kafka_produce_ack_seconds`, the same in every process so the
+ingress's and the workers' histograms add up."""
+_APP_ACK_OBSERVERS: weakref.WeakKeyDictionary[Any, AckObserver] = weakref.WeakKeyDictionary()
+_ACK_OBSERVERS: weakref.WeakKeyDictionary[Any, AckObserver] = weakref.WeakKeyDictionary()
 
 
 def partition_for(key: bytes | None, partitions: list[int]) -> int:
@@ -75,8 +88,29 @@ def track_topic(producer: Any, topic: str) -> None:
 
 
 def app_producer(app: Any) -> Any:
-    """The aiokafka producer under a faust app's (started) producer."""
-    return app.producer._ensure_producer()
+    """The aiokafka producer under a faust app's (started) producer; the batches sent on it
+    report their ack latency to the app's `observe_acks` observer."""
+    producer = app.producer._ensure_producer()
+    observer = _observer(_APP_ACK_OBSERVERS, app)
+    if observer is not None:
+        _ACK_OBSERVERS[producer] = observer
+    return producer
+
+
+def _observer(observers: weakref.WeakKeyDictionary[Any, AckObserver], key: Any) -> Any:
+    """The observer registered for `key` (None, also for a key that cannot be one: a stand-in
+    that takes no weak reference)."""
+    try:
+        return observers.get(key)
+    except TypeError:
+        return None
+
+
+def observe_acks(app: Any, observer: AckObserver) -> None:
+    """Tell `observer` the ack latency of every batch `PartitionBatches` sends on `app`'s producer
+    (one per record batch: handed over → acknowledged, resends included; nothing for a failure).
+    """
+    _APP_ACK_OBSERVERS[app] = observer
 
 
 class OpenBatches(Generic[T]):
@@ -148,7 +182,9 @@ class PartitionBatches:
     submits everything through the (idempotent) producer and returns the delivery futures;
     `send_and_wait()` also awaits them: the events' offsets may be committed only after that.
     `on_ack` asks to be told the offsets the broker gave a topic's records (a table's changelog
-    offsets, `pipeline.kafka.tables`). A batch that fails with a resendable error (the broker
+    offsets, `pipeline.kafka.tables`); `ack_observer` (else the one `observe_acks` gave the
+    producer's app) is told each record batch's ack latency, timed from one clock reading per
+    `send()`. A batch that fails with a resendable error (the broker
     was away past the producer's timeout, or refused its producer id: `idempotence`) is sent
     again when it is still its partition's newest batch, so a broker restart costs a delay, not
     the worker; de-duplication by `id_sms_api` / `event_id` absorbs a batch the broker had
@@ -157,8 +193,9 @@ class PartitionBatches:
     agent crashes and its replay from the committed offsets restores the order.
     """
 
-    def __init__(self, producer: Any) -> None:
+    def __init__(self, producer: Any, *, ack_observer: AckObserver | None = None) -> None:
         self._producer = producer  # an aiokafka.AIOKafkaProducer
+        self._ack_observer = ack_observer or _observer(_ACK_OBSERVERS, producer)
         self._batches: OpenBatches[Record] = OpenBatches(producer)
         self._single: list[tuple[str, int, bytes | None, bytes | None]] = []
         self._keyed: list[tuple[str, bytes | None, bytes | None]] = []
@@ -199,6 +236,8 @@ class PartitionBatches:
                 self.add(topic, partition_for(key, partitions), key, value)
         futures: list[asyncio.Future[Any]] = []
         listeners = self._listeners
+        observer = self._ack_observer
+        handed_at = time.monotonic() if observer is not None else 0.0
         for (topic, partition), builder, records in self._batches.take_all():
             count = builder.record_count()
             if count:
@@ -218,6 +257,10 @@ class PartitionBatches:
             futures.append(
                 self._resent_on_failure(future, (topic, partition), [(key, value)], number, ack)
             )
+        if observer is not None:
+            timer = _ack_timer(observer, handed_at)
+            for delivery in futures:
+                delivery.add_done_callback(timer)
         return futures
 
     def _resent_on_failure(
@@ -320,6 +363,16 @@ def _newest(producer: Any, tp: TopicPartition, number: int) -> bool:
     """Whether the `number`-th batch handed over for `tp` is still the last one."""
     counts: dict[TopicPartition, int] = getattr(producer, "_ardary_handed_over", {})
     return counts.get(tp) == number
+
+
+def _ack_timer(observer: AckObserver, handed_at: float) -> Callable[[asyncio.Future[Any]], None]:
+    """A done-callback telling `observer` how long a delivery took since `handed_at`."""
+
+    def done(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            observer(time.monotonic() - handed_at)
+
+    return done
 
 
 def _acked(

@@ -13,6 +13,14 @@ per request. After a failure the publisher marks the broker down and fails fast 
 per request during an outage) until a background metadata probe sees the broker again. A
 failed batch makes aiokafka take a new producer id (`idempotence`), so the records the failure
 sent back to the spool go through once the broker is back.
+
+A periodic probe (`watch_broker`: a metadata request every `PROBE_PERIOD_S`, `PROBE_TIMEOUT_S`
+each) keeps `broker_up` true to the broker while no publish runs: `PROBE_MISSES` failures in a
+row (each miss checked again after `probe_interval`) mark it down as a failed publish does, and
+the same background probe brings it back. So `ardary_ingress_broker_up` falls within ~5 s of
+the broker going away even when no callback arrives. The worker runs the same probe on its own
+producer (`metadata_ok`). The time from `send_batch` to each batch's ack goes to
+`ack_observer` (`ardary_kafka_produce_ack_seconds{process="ingress"}`).
 """
 
 from __future__ import annotations
@@ -24,15 +32,23 @@ import heapq
 import itertools
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NoReturn, TypeAlias
 
 from pipeline.errors import BrokerError
 from pipeline.kafka import idempotence
 from pipeline.kafka.config import KafkaClientConfig, client_config
-from pipeline.kafka.produce import OpenBatches, partition_for, track_topic
+from pipeline.kafka.produce import AckObserver, OpenBatches, partition_for, track_topic
 
-__all__ = ["KafkaPublisher", "PublishItem"]
+__all__ = [
+    "PROBE_MISSES",
+    "PROBE_PERIOD_S",
+    "PROBE_TIMEOUT_S",
+    "KafkaPublisher",
+    "PublishItem",
+    "metadata_ok",
+    "watch_broker",
+]
 
 log = logging.getLogger("pipeline.kafka.publisher")
 
@@ -41,6 +57,53 @@ PublishItem: TypeAlias = tuple[str, bytes | None, bytes]
 
 _WATCHDOG_TICK = 0.05  # seconds between deadline checks; deadlines are set this much early
 _PARTITIONS_TTL = 30.0  # seconds a topic's partition list is reused before asking again
+PROBE_PERIOD_S = 2.0
+"""Seconds between two metadata probes of a broker believed up."""
+PROBE_TIMEOUT_S = 1.0
+"""How long one metadata probe may take before it counts as a miss."""
+PROBE_MISSES = 2
+"""Misses in a row that mark the broker down: one slow answer is not an outage."""
+
+
+async def metadata_ok(producer: Any, within: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether `producer`'s (an aiokafka producer's) client gets the cluster's metadata from a
+    broker within `within` seconds."""
+    from aiokafka.errors import KafkaError
+
+    if producer is None:
+        return False
+    try:
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+        # that arrives as the request completes, and the probe's task then never stops
+        async with asyncio.timeout(within):
+            await producer.client.fetch_all_metadata()
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    return True
+
+
+async def watch_broker(
+    check: Callable[[], Awaitable[bool]],
+    report: Callable[[bool], None],
+    *,
+    period: float = PROBE_PERIOD_S,
+    confirm: float = 0.5,
+    misses: int = PROBE_MISSES,
+) -> NoReturn:
+    """Run `check()` every `period` seconds until cancelled: `report(True)` after a success,
+    `report(False)` once `misses` checks in a row failed (a miss is checked again after
+    `confirm` s, and each further miss reports False again). So a broker that stops answering
+    is reported down within about `period + misses * (confirm + timeout)` seconds."""
+    missed = 0
+    while True:
+        await asyncio.sleep(period if missed == 0 else confirm)
+        if await check():
+            missed = 0
+            report(True)
+            continue
+        missed += 1
+        if missed >= misses:
+            report(False)
 
 
 class _Request:
@@ -68,14 +131,18 @@ class KafkaPublisher:
         linger_ms: int = 0,
         request_timeout_ms: int = 10_000,
         probe_interval: float = 0.5,
+        probe_period: float = PROBE_PERIOD_S,
         ready_cache_seconds: float = 1.0,
         client_id: str = "ardary-ingress",
+        ack_observer: AckObserver | None = None,
     ) -> None:
         self._client_config = client_config(client)
         self._bootstrap = self._client_config.bootstrap
         self._linger_ms = linger_ms
         self._request_timeout_ms = request_timeout_ms
         self._probe_interval = probe_interval
+        self._probe_period = probe_period
+        self._ack_observer = ack_observer
         self._ready_cache_seconds = ready_cache_seconds
         self._client_id = client_id
         self._producer: Any = None
@@ -92,9 +159,12 @@ class KafkaPublisher:
         self._deadlines: list[tuple[float, int, _Request]] = []  # a heap, earliest first
         self._seq = itertools.count()
         self._watchdog: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def broker_up(self) -> bool:
+        """False after a failed publish or `PROBE_MISSES` failed probes in a row (publish then
+        fails at once), True again once a metadata probe succeeds."""
         return self._up
 
     async def start(self, *, wait_for_broker: bool = True) -> None:
@@ -144,6 +214,14 @@ class KafkaPublisher:
         loop = asyncio.get_running_loop()
         self._flusher = loop.create_task(self._flush_loop())
         self._watchdog = loop.create_task(self._watch_deadlines())
+        self._watcher = loop.create_task(
+            watch_broker(
+                self._periodic_probe,
+                self._probed,
+                period=self._probe_period,
+                confirm=self._probe_interval,
+            )
+        )
 
     async def _connect_until_up(self) -> None:
         while True:
@@ -159,12 +237,12 @@ class KafkaPublisher:
 
     async def stop(self) -> None:
         """Hand over what is queued, flush what aiokafka buffers, then close the producer."""
-        for task in (self._probe, self._watchdog):
+        for task in (self._probe, self._watchdog, self._watcher):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        self._probe = self._watchdog = None
+        self._probe = self._watchdog = self._watcher = None
         if self._flusher is not None:
             # the app drained its requests first; submit whatever is still queued (bounded)
             deadline = time.monotonic() + 5.0
@@ -235,9 +313,10 @@ class KafkaPublisher:
             for tp in self._sendable():
                 builder, sending = batches.take(tp)
                 track_topic(producer, tp[0])
+                handed_at = time.monotonic()
                 delivery = await producer.send_batch(builder, tp[0], partition=tp[1])
                 self._busy.add(tp)
-                delivery.add_done_callback(functools.partial(self._settle, tp, sending))
+                delivery.add_done_callback(functools.partial(self._settle, tp, sending, handed_at))
                 sending = []
         except Exception as exc:
             if isinstance(exc, KafkaError | OSError | BrokerError):
@@ -270,10 +349,14 @@ class KafkaPublisher:
                 request.future.set_exception(failure)
 
     def _settle(
-        self, tp: tuple[str, int], requests: list[_Request], delivery: asyncio.Future[Any]
+        self,
+        tp: tuple[str, int],
+        requests: list[_Request],
+        handed_at: float,
+        delivery: asyncio.Future[Any],
     ) -> None:
-        """Done-callback of one batch's delivery: count its records off their requests, and
-        let the partition's next batch go."""
+        """Done-callback of one batch's delivery: count its records off their requests, tell the
+        ack observer how long the broker took, and let the partition's next batch go."""
         self._busy.discard(tp)
         if self._open is not None and tp in self._open:
             self._wake()
@@ -286,6 +369,8 @@ class KafkaPublisher:
                 if not request.future.done():
                     request.future.set_exception(failure)
             return
+        if self._ack_observer is not None:
+            self._ack_observer(time.monotonic() - handed_at)
         for request in requests:
             request.left -= 1
             if request.left == 0 and not request.future.done():
@@ -319,16 +404,20 @@ class KafkaPublisher:
             self._probe = asyncio.get_running_loop().create_task(self._probe_until_up())
 
     async def _metadata_ok(self, within: float) -> bool:
-        from aiokafka.errors import KafkaError
+        return await metadata_ok(self._producer, within)
 
-        producer = self._producer
-        if producer is None:
+    async def _periodic_probe(self) -> bool:
+        """The periodic probe (`watch_broker`) while the broker is deemed up; while it is down,
+        `_probe_until_up` asks more often and brings it back."""
+        if not self._up:
             return False
-        try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), within)
-        except (KafkaError, OSError, TimeoutError):
-            return False
-        return True
+        return await self._metadata_ok(within=PROBE_TIMEOUT_S)
+
+    def _probed(self, ok: bool) -> None:
+        """The periodic probe's verdict (`watch_broker`): a broker that stopped answering is
+        marked down as after a failed publish (then `_probe_until_up` brings it back)."""
+        if not ok:
+            self._mark_down("probe")
 
     async def _probe_until_up(self) -> None:
         while self._producer is not None:

@@ -8,6 +8,7 @@ The runner (`pipeline.sinks.runner`) drives a sink like this:
     take() -> batches                    detach what is buffered (on the polling thread) ...
     write(batches) -> rows               ... and write it on the writer thread, rows AND offsets
     close()                              at the end (does not write what is still buffered)
+    rows_written() -> {table: rows}      any time, any thread: what the writes stored so far
 
 `write` stores the rows of the batches AND each partition's next offset in one warehouse
 transaction, so after a crash the consumer seeks to the stored offsets and replays exactly what
@@ -19,6 +20,7 @@ harmless too). `take` and `write` are separate so that `add` can go on while a w
 from __future__ import annotations
 
 import itertools
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,6 +91,10 @@ class Sink(ABC):
     def pending(self) -> int:
         """Records buffered and not yet taken."""
 
+    def rows_written(self) -> dict[str, int]:
+        """Rows written so far per table, for monitoring (any thread); {} if not counted."""
+        return {}
+
     def flush(self, topic_partitions: Iterable[TopicPartition] | None = None) -> int:
         """`take` then `write` in the caller's thread (scripts, tests); returns rows written.
 
@@ -121,6 +127,8 @@ class BatchingSink(Sink):
         self._by_record: dict[str, TableSpec] = {t.record: t for t in self.tables}
         self._batches: dict[TopicPartition, Batch] = {}
         self._pending = 0
+        self._rows_lock = threading.Lock()  # written by the writer thread, read by a scrape
+        self._rows_written: dict[str, int] = {}
 
     @property
     def pending(self) -> int:
@@ -150,7 +158,17 @@ class BatchingSink(Sink):
         return taken
 
     def write(self, batches: Mapping[TopicPartition, Batch]) -> int:
-        return self._write(batches) if batches else 0
+        if not batches:
+            return 0
+        by_table = self._write(batches)
+        with self._rows_lock:
+            for table, rows in by_table.items():
+                self._rows_written[table] = self._rows_written.get(table, 0) + rows
+        return sum(by_table.values())
+
+    def rows_written(self) -> dict[str, int]:
+        with self._rows_lock:
+            return dict(self._rows_written)
 
     def group_by_table(
         self, batches: Mapping[TopicPartition, Batch]
@@ -173,5 +191,5 @@ class BatchingSink(Sink):
         return dict(by_name.values())
 
     @abstractmethod
-    def _write(self, batches: Mapping[TopicPartition, Batch]) -> int:
-        """Write rows and `last_offset + 1` of every batch atomically; return rows written."""
+    def _write(self, batches: Mapping[TopicPartition, Batch]) -> dict[str, int]:
+        """Write rows and `last_offset + 1` of every batch atomically; rows written per table."""

@@ -127,8 +127,8 @@ class ParquetSink(BatchingSink):
             for partition, offset in partitions.items()
         }
 
-    def _write(self, batches: Mapping[TopicPartition, Batch]) -> int:
-        written = 0
+    def _write(self, batches: Mapping[TopicPartition, Batch]) -> dict[str, int]:
+        written: dict[str, int] = {}
         try:
             for tp, batch in batches.items():
                 per_table: dict[TableSpec, list[records.Record]] = {}
@@ -137,7 +137,8 @@ class ParquetSink(BatchingSink):
                     if spec is not None:
                         per_table.setdefault(spec, []).append(record)
                 for spec, recs in per_table.items():
-                    written += self._write_table(spec, tp, batch, recs)
+                    rows = self._write_table(spec, tp, batch, recs)
+                    written[spec.name] = written.get(spec.name, 0) + rows
             updated = json.loads(json.dumps(self._offsets))  # a copy: commit only on success
             mine = updated.setdefault(self.group, {})
             for tp, batch in batches.items():

@@ -6,7 +6,9 @@ committed in the same transaction as the rows, so a crash replays exactly the un
 
 Threads: kafka-python runs its network loop, and the rebalance listener, on its own IO thread,
 which the listener may block while it flushes. So the writer thread never calls the consumer:
-a write's Kafka commit is made by the polling thread once the write is done.
+a write's Kafka commit is made by the polling thread once the write is done. The same rule holds
+for monitoring: the polling thread publishes a snapshot of its progress to `SinkTelemetry`
+(`pipeline.sinks.telemetry`) about twice a second, which the web server's threads read.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from pipeline.serde import Codec, SchemaStore, codec_for
 from pipeline.settings import Settings
 from pipeline.sinks.base import Sink, TopicPartition
 from pipeline.sinks.factory import open_sink, pii_policy
+from pipeline.sinks.health import ProgressTracker
+from pipeline.sinks.telemetry import LoopState, SinkTelemetry
 from pipeline.topics import WAREHOUSE_TOPICS
 
 __all__ = [
@@ -60,6 +64,7 @@ DEFAULT_GROUP = "ardary-warehouse"
 READY_EVENT = "sink_ready"  # logged once, when the group first gave the sink partitions
 POLL_RECORDS = 5_000
 COMMIT_TIMEOUT_MS = 5_000
+SNAPSHOT_EVERY_S = 0.5  # how often the polling thread publishes its progress to the telemetry
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,11 +132,15 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         codec: Codec,
         group: str,
         from_beginning: bool,
+        *,
+        telemetry: SinkTelemetry | None = None,
     ) -> None:
         self.consumer = consumer
         self.sink = sink
         self.codec = codec
         self.group = group
+        self.telemetry = telemetry or SinkTelemetry()
+        self.progress = ProgressTracker()  # for the lag the telemetry reports
         self.ignore_stored = from_beginning
         self.next_offsets: dict[TopicPartition, int] = {}
         self.records = 0
@@ -149,6 +158,7 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
     # -- rebalance listener (kafka-python calls these inside poll) --
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
         self.flush(wait=True)  # we still own them: write what we have before another member does
+        self.progress.revoked(TopicPartition(tp.topic, tp.partition) for tp in revoked)
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
         self.wait()  # the offsets must include a write still in flight
@@ -161,6 +171,7 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.ignore_stored = False
         for tp in assigned:
             offset = stored.get(TopicPartition(tp.topic, tp.partition))
+            self.progress.assigned(TopicPartition(tp.topic, tp.partition), offset)
             if offset is None:
                 self.consumer.seek_to_beginning(tp)
             else:
@@ -194,7 +205,10 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
                     sink.add(topic, partition, message.offset, record)
                 self.records += 1
             if messages:
-                self.next_offsets[TopicPartition(topic, partition)] = messages[-1].offset + 1
+                ours = TopicPartition(topic, partition)
+                self.next_offsets[ours] = messages[-1].offset + 1
+                first = messages[0]
+                self.progress.polled(ours, first.offset, messages[-1].offset, first.timestamp)
 
     def flush(self, wait: bool = False) -> None:
         """Hand the buffered batches to the writer thread (one write in flight at most).
@@ -212,15 +226,19 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
             self.wait()
 
     def _write(self, batches: Any, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+        began = time.monotonic()
         self.rows += self.sink.write(batches)
         self.last_flush_at = time.monotonic()
+        self.telemetry.flushed(self.last_flush_at - began)
         return offsets
 
     def wait(self) -> None:
         """Wait for the write in flight; re-raises its error."""
         if self.in_flight is not None:
             future, self.in_flight = self.in_flight, None
-            self.written.update(future.result())
+            offsets = future.result()
+            self.written.update(offsets)
+            self.progress.committed(offsets)
 
     def commit_written(self) -> None:
         """Commit to Kafka what the warehouse holds; polling thread only (see the module doc).
@@ -248,6 +266,30 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
             self.commit_after = time.monotonic() + COMMIT_TIMEOUT_MS / 1000
             return
         self.written.clear()
+
+    def snapshot(self) -> LoopState:
+        """The assignment and each partition's progress, for the telemetry; polling thread only.
+
+        Reads what the consumer holds locally (its assignment, the highwater of the last fetch
+        response): no request to the broker.
+        """
+        highwater: dict[TopicPartition, int | None] = {}
+        for tp in self.consumer.assignment() or ():
+            try:
+                with kafka_errors("reading a partition's highwater"):
+                    high = self.consumer.highwater(tp)
+            except BrokerError:  # revoked since `assignment()` (IllegalStateError)
+                continue
+            highwater[TopicPartition(tp.topic, tp.partition)] = high
+        partitions = self.progress.view(highwater, time.time())
+        return LoopState(self.group, len(highwater), tuple(partitions))
+
+    def publish_snapshot(self) -> None:
+        """Hand the telemetry a fresh snapshot; a failure is logged, never raised."""
+        try:
+            self.telemetry.update(self.snapshot())
+        except Exception as exc:  # monitoring must never stop the sink
+            log.warning("sink progress snapshot failed: %s: %s", type(exc).__name__, exc)
 
 
 def close_loop(loop: _Loop, consumer: Any, *, failing: bool) -> None:
@@ -283,12 +325,14 @@ def run_sink(
     progress_every_s: float = 5.0,
     sink: Sink | None = None,
     store: SchemaStore | None = None,
+    telemetry: SinkTelemetry | None = None,
 ) -> SinkStats:
     """Consume the pipeline's topics into the warehouse until `stop_event` (or idle timeout).
 
     Flushes every `flush_every` records or `flush_interval_ms`, and once more before returning,
     so a graceful stop (SIGTERM/SIGINT set the event) loses nothing and a kill loses nothing
-    either (the unflushed tail is replayed from the stored offsets).
+    either (the unflushed tail is replayed from the stored offsets). `telemetry`, when given,
+    is kept up to date for a web server to read (`ardary-pipeline sink` serves one).
     """
     if not settings.kafka_bootstrap_servers:
         raise ConfigError("KAFKA_BOOTSTRAP_SERVERS: the sink needs a broker")
@@ -306,8 +350,9 @@ def run_sink(
     except BaseException:
         sink.close()
         raise
-    loop = _Loop(consumer, sink, codec, group, from_beginning)
-    started = last_flush = last_progress = last_data = time.monotonic()
+    loop = _Loop(consumer, sink, codec, group, from_beginning, telemetry=telemetry)
+    loop.telemetry.started(group, sink.rows_written)
+    started = last_flush = last_progress = last_data = last_snapshot = time.monotonic()
     rows_at_progress = 0
     failed = True  # until the loop ends on its own
     try:
@@ -327,6 +372,9 @@ def run_sink(
                     loop.flush()
                     last_flush = now
                 loop.commit_written()
+                if now - last_snapshot >= SNAPSHOT_EVERY_S:
+                    loop.publish_snapshot()
+                    last_snapshot = now
                 if now - last_progress >= progress_every_s:
                     rate = (loop.rows - rows_at_progress) / (now - last_progress)
                     log.info("sink: %d records, %d rows, %.0f/s", loop.records, loop.rows, rate)
@@ -338,10 +386,12 @@ def run_sink(
                     and now - max(last_data, loop.assigned_at) >= max_idle_s
                 ):
                     break  # idle since the (last) assignment: a batch run is done
+            loop.telemetry.stopping()
             loop.flush(wait=True)
             loop.commit_written()
         failed = False
     finally:
+        loop.telemetry.stopping()
         try:
             close_loop(loop, consumer, failing=failed)
         finally:

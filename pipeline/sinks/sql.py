@@ -137,15 +137,15 @@ class SqlSink(BatchingSink):
             raise SinkError(f"cannot read offsets: {type(exc).__name__}: {exc}") from exc
         return {TopicPartition(t, p): o for t, p, o in rows}
 
-    def _write(self, batches: Mapping[TopicPartition, Batch]) -> int:
+    def _write(self, batches: Mapping[TopicPartition, Batch]) -> dict[str, int]:
         conn = self.conn
-        written = 0
+        written: dict[str, int] = {}
         try:
             with self._transaction():
                 for spec, recs in self.group_by_table(batches).items():
                     unique = dedupe(spec, recs)
                     self._load(conn, spec, to_columns(spec, unique, self.pii))
-                    written += len(unique)
+                    written[spec.name] = len(unique)
                 self._write_offsets(conn, batches)
         except self.driver_error as exc:
             raise SinkError(f"{self.label} write failed: {type(exc).__name__}: {exc}") from exc

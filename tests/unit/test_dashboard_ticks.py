@@ -22,7 +22,7 @@ def _ticks() -> dict[str, list[str]]:
     if node is None:
         pytest.skip("node is not installed")
     page = dashboard_html()
-    function = page[page.index("function niceTicks") : page.index("// series:")]
+    function = page[page.index("function niceTicks") : page.index("// end of niceTicks")]
     script = f"{function}\nconsole.log(JSON.stringify(Object.fromEntries("
     script += f"{json.dumps(MAXIMA)}.map(m => [m, niceTicks(m).labels]))));"
     done = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)

@@ -34,8 +34,9 @@ timer deletes closed windows and their contributions (tombstones in the changelo
 forgets owners whose facts all lie in closed windows. A window whose facts were all retracted
 is published once more with zero counts (not deleted), so a reader sees that it emptied.
 With several workers both stages are correct: stage 1 state is per owner (never split), stage 2
-state is per window (never split). The worker's `/metrics/sms` and gauges show the windows THIS
-worker computed (all of them with one worker; `board`); `metrics.sms` has every window.
+state is per window (never split). The worker's `/metrics/sms` and dashboard answer from every
+worker's windows, read back from `metrics.sms` (`board.MetricsView`); the `ardary_sms_window`
+gauges still show the windows this worker computed (all of them with one worker).
 """
 
 from __future__ import annotations

@@ -154,6 +154,9 @@ class OutboundAgent:
             send_times,
         )
         self.assigned = 0
+        # read at scrape time: nothing is counted on the way
+        self.telemetry.outbound_backlog.source = self.dispatcher.backlog
+        self.telemetry.outbound_breaker_open.source = self.calls.breakers_open
 
     def stats(self) -> Mapping[str, Any]:
         """Counts by outcome, the rate share, buffered and in-flight messages."""

@@ -107,6 +107,7 @@ class ArdaryCalls:
                 mode=self.settings.ardary_mode,
                 timeout=self.options.http_timeout,
                 timezone=self.settings.ardary_timezone,
+                observe=self.telemetry.observe_api,
             )
             try:
                 yield
@@ -159,6 +160,10 @@ class ArdaryCalls:
             if todo:
                 await self._next_round(login, round_no, len(todo))
         return [results[p.request.id_sms_api] for p in batch]
+
+    def breakers_open(self) -> dict[str, float]:
+        """1 per login whose breaker is open (`ardary_outbound_breaker_open`, read at scrape)."""
+        return dict.fromkeys(self.breaker.open_logins(), 1.0)
 
     def _planned(self, batch: Sequence[Prepared], results: dict[str, SendResult]) -> list[Prepared]:
         """The messages to send, their send time checked again; a refusal goes to `results`."""

@@ -85,6 +85,16 @@ class Dispatcher:
         self.telemetry.outbound_buffered.set(len(self.batcher))
         self._wakeup.set()
 
+    def backlog(self) -> dict[str, float]:
+        """Buffered requests per login, the batch waiting for a call slot included
+        (`ardary_outbound_backlog`, read at scrape time)."""
+        counts: dict[str, float] = {}
+        for group in self.batcher.groups():
+            counts[group.key.login] = counts.get(group.key.login, 0.0) + group.size
+        for entry in self._waiting:
+            counts[entry.request.login] = counts.get(entry.request.login, 0.0) + 1
+        return counts
+
     def set_share(self, assigned: int, total: int) -> None:
         """Run at the share of every rate `assigned` of `total` partitions give, from now on."""
         self.gate.set_share(assigned, total)

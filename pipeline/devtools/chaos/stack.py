@@ -159,7 +159,8 @@ def chaos_stack(run_dir: Path, options: ChaosOptions) -> Iterator[ChaosStack]:
             add(name, args, log_ready(READY_LINE))
             worker_urls[name] = f"http://127.0.0.1:{port}"
         sink_group = f"{PREFIX}warehouse"
-        add("sink", ["sink", "--group", sink_group], log_ready(READY_EVENT))
+        sink_web = ["--web-host", "127.0.0.1", "--web-port", str(free_ports()[0])]  # not 8082
+        add("sink", ["sink", "--group", sink_group, *sink_web], log_ready(READY_EVENT))
         for service in services.by_name.values():
             service.start()
             service.wait_ready(180 if service.name.startswith("worker") else 90)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from pipeline.devtools.localkafka import LocalKafka
@@ -36,6 +37,7 @@ class StackOptions:
     rate_per_second: float = 200.0
     delivery_delay_ms: float = 400.0
     simulator_args: tuple[str, ...] = ()  # extra `simulator` flags (tests: duplicates, shuffle)
+    workers: int = 1  # worker processes, one group; each serves the dashboard on its own port
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,7 @@ class Stack:
     worker_url: str
     warehouse_path: Path
     sink_group: str
+    worker_urls: tuple[str, ...] = ()  # every worker's, `worker_url` first
 
 
 def _worker_ready(log_path: Path) -> bool:
@@ -81,7 +84,8 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
     processes: ProcessGroup | None = None
     try:
         ensure_topics(client, prefix, options.partitions, settings.pipeline_replication_factor)
-        sim_port, ingress_port, worker_port = free_port(), free_port(), free_port()
+        sim_port, ingress_port = free_port(), free_port()
+        worker_ports = [free_port() for _ in range(max(1, options.workers))]
         token = secrets.token_urlsafe(16)
         warehouse = run_dir / "warehouse.duckdb"
         sink_group = f"{prefix}warehouse"
@@ -128,22 +132,27 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
             ["ingress", "--host", "127.0.0.1", "--port", str(ingress_port)],
             ready=http_ok(f"http://127.0.0.1:{ingress_port}/readyz"),
         )
-        worker_log = run_dir / "worker.log"
+        for index, worker_port in enumerate(worker_ports):
+            name = "worker" if index == 0 else f"worker-{index + 1}"
+            worker_log = run_dir / f"{name}.log"
+            processes.start(
+                name,
+                [
+                    "worker",
+                    "--web-port",
+                    str(worker_port),
+                    "--data-dir",
+                    str(run_dir / ("faust" if index == 0 else f"faust-{index + 1}")),
+                    "--loglevel",
+                    "info",
+                ],
+                ready=partial(_worker_ready, worker_log),
+                timeout=120,
+            )
+        sink_web = ["--web-host", "127.0.0.1", "--web-port", str(free_port())]  # not 8082
         processes.start(
-            "worker",
-            [
-                "worker",
-                "--web-port",
-                str(worker_port),
-                "--data-dir",
-                str(run_dir / "faust"),
-                "--loglevel",
-                "info",
-            ],
-            ready=lambda: _worker_ready(worker_log),
-            timeout=120,
+            "sink", ["sink", "--url", f"duckdb:///{warehouse}", "--group", sink_group, *sink_web]
         )
-        processes.start("sink", ["sink", "--url", f"duckdb:///{warehouse}", "--group", sink_group])
         yield Stack(
             bootstrap=bootstrap,
             client=client,
@@ -151,9 +160,10 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
             processes=processes,
             simulator_url=f"http://127.0.0.1:{sim_port}",
             ingress_url=f"http://127.0.0.1:{ingress_port}/callbacks/<token>",
-            worker_url=f"http://127.0.0.1:{worker_port}",
+            worker_url=f"http://127.0.0.1:{worker_ports[0]}",
             warehouse_path=warehouse,
             sink_group=sink_group,
+            worker_urls=tuple(f"http://127.0.0.1:{port}" for port in worker_ports),
         )
     finally:
         if processes is not None:
