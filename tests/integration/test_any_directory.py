@@ -120,7 +120,7 @@ def test_worker_starts_from_an_empty_directory(
 def test_sink_starts_from_an_empty_directory_and_says_when_it_is_ready(
     start: Callable[..., Command], topics: dict[str, str], group_id: str
 ) -> None:
-    sink = start(["sink", "--group", group_id], **topics)
+    sink = start(["sink", "--group", group_id, "--web-port", str(free_port())], **topics)
     ready = wait_until(lambda: sink.alive() and _event(sink, READY_EVENT), 60, "sink_ready")
     assert ready["group"] == group_id and ready["partitions"] > 0
     assert (sink.cwd / "data" / "warehouse.duckdb").is_file()  # the default WAREHOUSE_URL

@@ -294,7 +294,13 @@ def _commands(tmp_path: Path) -> dict[str, list[str]]:
             str(tmp_path / "worker"),
         ],
         "ingress": ["ingress", "--host", "127.0.0.1", "--port", str(free_port())],
-        "sink": ["sink", "--url", f"duckdb:///{tmp_path / 'warehouse.duckdb'}"],
+        "sink": [
+            "sink",
+            "--url",
+            f"duckdb:///{tmp_path / 'warehouse.duckdb'}",
+            "--web-port",
+            str(free_port()),
+        ],
         "publish": ["publish", "--to", "+33612345678", "--message", "hello"],
     }
 
