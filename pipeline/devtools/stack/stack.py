@@ -54,6 +54,7 @@ class Stack:
     warehouse_path: Path
     sink_group: str
     worker_urls: tuple[str, ...] = ()  # every worker's, `worker_url` first
+    sink_url: str = ""  # the sink's /healthz, /readyz, /metrics
 
 
 def _worker_ready(log_path: Path) -> bool:
@@ -149,7 +150,8 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
                 ready=partial(_worker_ready, worker_log),
                 timeout=120,
             )
-        sink_web = ["--web-host", "127.0.0.1", "--web-port", str(free_port())]  # not 8082
+        sink_port = free_port()
+        sink_web = ["--web-host", "127.0.0.1", "--web-port", str(sink_port)]  # not 8082
         processes.start(
             "sink", ["sink", "--url", f"duckdb:///{warehouse}", "--group", sink_group, *sink_web]
         )
@@ -164,6 +166,7 @@ def run_stack(settings: Settings, options: StackOptions) -> Iterator[Stack]:
             warehouse_path=warehouse,
             sink_group=sink_group,
             worker_urls=tuple(f"http://127.0.0.1:{port}" for port in worker_ports),
+            sink_url=f"http://127.0.0.1:{sink_port}",
         )
     finally:
         if processes is not None:
@@ -183,9 +186,18 @@ def sink_lag(stack: Stack) -> int:
 def wait_sink_caught_up(stack: Stack, timeout: float = 60.0) -> None:
     """Block until the sink committed everything produced so far (or raise after `timeout`)."""
     from pipeline.errors import PipelineError
+    from pipeline.kafka.errors import is_retriable
 
     deadline = time.monotonic() + timeout
-    while (lag := sink_lag(stack)) > 0:
+    lag = -1
+    while True:
+        try:
+            lag = sink_lag(stack)
+        except PipelineError as exc:  # a coordinator that moved is "not yet"
+            if not is_retriable(exc):
+                raise
+        if lag == 0:
+            return
         stack.processes.check_alive()
         if time.monotonic() > deadline:
             raise PipelineError(f"the sink is still {lag} record(s) behind after {timeout:.0f}s")
