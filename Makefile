@@ -49,7 +49,7 @@ typecheck: $(STAMP) ## mypy --strict on pipeline/
 	$(BIN)/mypy
 
 test: setup lint typecheck ## THE test command: set-up, lint, types, then the whole suite
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=15 --junitxml=.ci/pytest-report.xml
+	$(BIN)/python -m tests.shards
 
 unit: $(STAMP) ## only the tests that need no broker
 	$(BIN)/python -m pytest -q -m "not integration" tests/unit tests/agents tests/bench

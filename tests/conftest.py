@@ -43,17 +43,37 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import kafka.admin  # noqa: F401
 
-# Tests that share the session's three-node SASL_SSL cluster or schema registry run in one
-# pytest-xdist worker (`make test` runs two, `--dist loadgroup`), so each starts once.
-_SHARED_SERVERS = {"secured_cluster": "secured", "schema_registry": "secured"}
+# `make test` runs the suite as two pytest processes at once (`tests/shards.py`): `--shard 1/2`
+# takes the tests of the shared three-node SASL_SSL cluster and schema registry (so each starts
+# once), the chaos run (its own cluster) and the broker-free tests; `--shard 2/2` the other
+# integration tests. No option: every test.
+_SHARED_SERVERS = frozenset({"secured_cluster", "schema_registry"})
+_FIRST_SHARD_MODULES = frozenset({"test_chaos.py"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--shard", default=None, help="N/2: run only that half of the suite")
+
+
+def shard_of(item: pytest.Item) -> int:
+    """1 or 2: which of the two processes runs `item` (see above)."""
+    if _SHARED_SERVERS & set(getattr(item, "fixturenames", ())):
+        return 1
+    if item.path.name in _FIRST_SHARD_MODULES or "integration" not in item.path.parts:
+        return 1
+    return 2
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        names = getattr(item, "fixturenames", ())
-        group = next((g for f, g in _SHARED_SERVERS.items() if f in names), None)
-        if group is not None:
-            item.add_marker(pytest.mark.xdist_group(group))
+    shard = config.getoption("--shard")
+    if not shard:
+        return
+    wanted = int(str(shard).split("/", 1)[0])
+    keep = [item for item in items if shard_of(item) == wanted]
+    dropped = [item for item in items if shard_of(item) != wanted]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _docker_answers(timeout: float = 5.0) -> bool:
