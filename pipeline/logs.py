@@ -2,7 +2,9 @@
 
 Log calls pass facts as `extra={...}`; the formatter writes them next to the message. Callers
 never put secrets, message bodies or phone numbers into a log record: the formatter cannot
-know what is sensitive, so the rule is kept at the call site (and checked by tests).
+know what is sensitive, so the rule is kept at the call site (and checked by tests). While
+tracing is on (`pipeline.tracing`), a line written inside a span carries its `trace_id` and
+`span_id`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from datetime import UTC, datetime
 from typing import Any, TextIO
 
 import orjson
+
+from pipeline.tracing import log_ids
 
 __all__ = ["JsonFormatter", "RepeatFilter", "configure_logging"]
 
@@ -79,6 +83,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 entry[key] = value
+        ids = log_ids()  # None while tracing is off
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         if record.exc_info and record.exc_info[0] is not None:
             # The type only: exception messages may quote the input that caused them.
             entry["exc_type"] = record.exc_info[0].__name__

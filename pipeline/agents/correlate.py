@@ -43,6 +43,10 @@ Choices, written down:
   clock. Event time, so replaying old topics does not wipe what is being rebuilt and a quiet
   stream expires nothing; the cap stops one bogus future timestamp from emptying the table.
   Deletion writes a tombstone to the changelog.
+- Tracing (while on, `correlate_traces`): each message a batch touches gets a span under its
+  SMS's trace, linked to its callbacks' ingress spans; its lifecycle record carries that
+  span's `traceparent`, and the table value keeps the SMS's (`"t"`). While tracing is off the
+  batch pays one check and the values have no `"t"`.
 - Test hook: when the environment variable `PIPELINE_TEST_CRASH_ON` equals an event's
   `id_sms_api`, the agent raises (the crash → process exit test uses it); unset in production.
 """
@@ -57,6 +61,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.agents.correlate_traces import SmsTraces, overdue_headers, stored_trace
 from pipeline.agents.liveness import Telemetry, guarded, telemetry_for
 from pipeline.core.lifecycle import (
     LifecycleState,
@@ -70,7 +75,7 @@ from pipeline.core.lifecycle import (
     to_record,
 )
 from pipeline.kafka.batches import event_batches
-from pipeline.kafka.produce import PartitionBatches, app_producer, partition_of
+from pipeline.kafka.produce import Headers, PartitionBatches, app_producer, partition_of
 from pipeline.kafka.tables import (
     ROCKSDB_OPTIONS,
     bind_event,
@@ -80,6 +85,7 @@ from pipeline.kafka.tables import (
 )
 from pipeline.records import ClickCallback, SendRequest, SendResult, SmsLifecycle, StatusCallback
 from pipeline.settings import Settings
+from pipeline.tracing import active
 
 __all__ = [
     "AGENT",
@@ -110,9 +116,12 @@ BATCH_WITHIN_S = 0.05
 _LIFECYCLE_TYPES = (SendRequest, SendResult, StatusCallback, ClickCallback)
 
 
-def encode_value(state: LifecycleState, partition: int) -> dict[str, Any]:
-    """Table value: the state plus its partition (the TTL timer needs it for the tombstone)."""
-    return {"p": partition, "s": state.to_dict()}
+def encode_value(state: LifecycleState, partition: int, trace: str | None = None) -> dict[str, Any]:
+    """Table value: the state plus its partition (the TTL timer needs it for the tombstone) and,
+    while tracing is on, the `traceparent` of the message's SMS trace."""
+    if trace is None:
+        return {"p": partition, "s": state.to_dict()}
+    return {"p": partition, "s": state.to_dict(), "t": trace}
 
 
 def decode_value(value: Any) -> LifecycleState | None:
@@ -297,44 +306,52 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
     turns = asyncio.Lock()  # a batch and the overdue timer's emission never interleave
     scan = _OverdueScan()
 
+    kept: dict[str, str] = {}  # a traced batch's stored SMS contexts (`load_traced`)
+
     def load(event: Any, mid: str) -> LifecycleState | None:
         bind_event(event)
         return decode_value(table.get(mid.encode()))
+
+    def load_traced(event: Any, mid: str) -> LifecycleState | None:
+        bind_event(event)
+        value = table.get(mid.encode())
+        trace = stored_trace(value)
+        if trace is not None:
+            kept[mid] = trace
+        return decode_value(value)
 
     async def body(stream: Any) -> None:
         async for events in event_batches(stream, BATCH_MAX, BATCH_WITHIN_S):
             await _process(events)
 
     async def _process(events: list[Any]) -> None:
+        tracing = active()  # once per batch: None while tracing is off
+        traces: SmsTraces | None = None
         async with turns:
             now = datetime.now(UTC)  # inside the turn: see the module docstring
+            if tracing is not None:
+                kept.clear()
             touched, skipped, latest = fold_events(
-                ((ev, ev.value) for ev in events), load, crash_on
+                ((ev, ev.value) for ev in events),
+                load if tracing is None else load_traced,
+                crash_on,
             )
             watermark.advance(latest)
-            emitted = overdue = 0
             scanned_until = scan.scanned_until(app.consumer_generation_id)
             batches = await output.batches()
-            for mid, touch in touched.items():  # changed or not: a replay must re-emit
-                key = mid.encode()
-                partition = touch.tag.message.partition
-                table_write(
-                    table,
-                    touch.tag,
-                    key,
-                    encode_value(touch.after, partition),
-                    batches,
-                    tail_recovery=True,
-                )
-                record = touch.record(now, timeout)
-                if flags_overdue(touch, record, now, timeout, scanned_until):
-                    overdue += 1
-                output.add(batches, key, partition, record)
-                emitted += 1
+            emit = _Emit(table, output, batches, now, timeout, scanned_until)
+            if tracing is None:
+                emit.untraced(touched)
+            else:
+                traces = SmsTraces(tracing, events, kept)
+                emit.traced(touched, traces)
             sent = await batches.send()
         # The batch's events are acked (and their offsets become committable) when this returns:
         # only once the broker holds every changelog and lifecycle record they caused.
         await asyncio.gather(*sent)
+        if traces is not None:
+            traces.end()
+        emitted, overdue = emit.emitted, emit.overdue
         telemetry.batch_done(AGENT, len(events), emitted)
         if overdue:
             telemetry.lifecycles_overdue.inc(overdue)
@@ -344,6 +361,60 @@ def register(app: Any, streams: Any, settings: Settings) -> None:
     app.agent(source, name=f"pipeline.{AGENT}")(guarded(AGENT, body, telemetry))
     _register_ttl(app, table, settings.lifecycle_ttl_seconds, watermark, telemetry)
     _register_overdue(app, table, output, timeout, turns, scan, telemetry)
+
+
+class _Emit:
+    """One batch's writes: each touched message's table value (and changelog record) and its
+    lifecycle record, changed or not (a replay must re-emit: see the module)."""
+
+    def __init__(
+        self,
+        table: Any,
+        output: _Output,
+        batches: PartitionBatches,
+        now: datetime,
+        timeout: float,
+        scanned_until: datetime | None,
+    ) -> None:
+        self.table = table
+        self.output = output
+        self.batches = batches
+        self.now = now
+        self.timeout = timeout
+        self.scanned_until = scanned_until
+        self.emitted = 0
+        self.overdue = 0
+
+    def untraced(self, touched: dict[str, Touch]) -> None:
+        table, output, batches = self.table, self.output, self.batches
+        now, timeout, scanned_until = self.now, self.timeout, self.scanned_until
+        for mid, touch in touched.items():
+            key = mid.encode()
+            partition = touch.tag.message.partition
+            value = encode_value(touch.after, partition)
+            table_write(table, touch.tag, key, value, batches, tail_recovery=True)
+            record = touch.record(now, timeout)
+            if flags_overdue(touch, record, now, timeout, scanned_until):
+                self.overdue += 1
+            output.add(batches, key, partition, record)
+            self.emitted += 1
+
+    def traced(self, touched: dict[str, Touch], traces: SmsTraces) -> None:
+        """`untraced`, each message in its span: the table keeps the SMS's context, the
+        lifecycle record carries the span's."""
+        table, output, batches = self.table, self.output, self.batches
+        now, timeout, scanned_until = self.now, self.timeout, self.scanned_until
+        for mid, touch in touched.items():
+            key = mid.encode()
+            partition = touch.tag.message.partition
+            trace, headers = traces.start(mid)
+            value = encode_value(touch.after, partition, trace)
+            table_write(table, touch.tag, key, value, batches, tail_recovery=True)
+            record = touch.record(now, timeout)
+            if flags_overdue(touch, record, now, timeout, scanned_until):
+                self.overdue += 1
+            output.add(batches, key, partition, record, headers)
+            self.emitted += 1
 
 
 class _Output:
@@ -364,10 +435,15 @@ class _Output:
         return PartitionBatches(producer)
 
     def add(
-        self, batches: PartitionBatches, key: bytes, partition: int, record: SmsLifecycle
+        self,
+        batches: PartitionBatches,
+        key: bytes,
+        partition: int,
+        record: SmsLifecycle,
+        headers: Headers = None,
     ) -> None:
         at = partition_of(key, partition, self.partitions, self.sources)
-        batches.add(self.topic, at, key, self.encode(record))
+        batches.add(self.topic, at, key, self.encode(record), headers)
 
 
 def _register_ttl(
@@ -422,11 +498,16 @@ def _register_overdue(
             batches = await output.batches()
             at = datetime.now(UTC)
             flagged = 0
+            tracing = active()
             for key, partition in found:
-                state = decode_value(table.data.get(key))  # now, not as scanned
+                value = table.data.get(key)  # now, not as scanned
+                state = decode_value(value)
                 record = None if state is None else overdue_record(state, at, timeout, since=since)
                 if record is not None:
-                    output.add(batches, key, partition, record)
+                    headers = (
+                        None if tracing is None else overdue_headers(tracing, value, key.decode())
+                    )
+                    output.add(batches, key, partition, record, headers)
                     flagged += 1
             sent = await batches.send()
             scan.until, scan.generation = now, generation  # within the turn: see flags_overdue

@@ -22,6 +22,7 @@ from pipeline.settings import load_settings
 from pipeline.sinks.runner import DEFAULT_GROUP, run_sink
 from pipeline.sinks.telemetry import SinkTelemetry
 from pipeline.sinks.web import BrokerProbe, SinkWebServer
+from pipeline.tracing import start_tracing
 
 __all__ = ["sink", "web_server"]
 
@@ -88,6 +89,7 @@ def sink(
     warehouse_dir(settings.warehouse_url, "--url" if url else "WAREHOUSE_URL")
     connect(settings)
     configure_logging()
+    start_tracing("ardary-sink")  # only if the OTEL_* variables ask for it
     port = web_port if web_port is not None else settings.sink_web_port
     telemetry = SinkTelemetry(broker_up=BrokerProbe(settings.kafka_bootstrap_servers or ""))
     web = web_server(

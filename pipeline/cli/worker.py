@@ -12,6 +12,7 @@ from pipeline.cli.paths import state_dir
 from pipeline.errors import ConfigError
 from pipeline.kafka.worker import PipelineWorker
 from pipeline.settings import load_settings
+from pipeline.tracing import start_tracing
 
 __all__ = ["worker"]
 
@@ -61,6 +62,7 @@ def worker(
         raise ConfigError(f"--agents: unknown agent {unknown[0]!r} (known: {known})")
     state_dir(data_dir, "--data-dir")  # faust creates the last level only, without parents
     cluster = connect(settings)  # local checks first, then the cluster
+    start_tracing("ardary-worker")  # only if the OTEL_* variables ask for it
     app, _streams = create_app(
         settings,
         data_dir=data_dir,

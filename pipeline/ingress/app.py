@@ -5,7 +5,9 @@ No framework in the hot path (measured: the server sets the ceiling, and a route
 (`pipeline.ingress.rsgi`), uvicorn and the tests through ASGI (`pipeline.ingress.asgi`).
 Every answer about a callback is given only once what it promises is durable — the records for
 a 200, the dead letter for a 400 — acknowledged by the broker or fsync'd to the local spool
-(`pipeline.ingress.durable`); otherwise 503.
+(`pipeline.ingress.durable`); otherwise 503. While tracing is on (`pipeline.tracing`) each
+callback request is a server span (under the request's `traceparent`, if it has one), and its
+records (the dead letter too) carry that span's `traceparent` header.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from pipeline.ingress.metrics import CONTENT_TYPE_LATEST, IngressMetrics
 from pipeline.ingress.request import Answer, BodyChunks, ClientGone, RequestHead
 from pipeline.ingress.spool import SegmentSpool, SpoolFull, SpoolItem
 from pipeline.kafka.config import KafkaClientConfig
+from pipeline.kafka.produce import Headers
 from pipeline.kafka.publisher import KafkaPublisher
 from pipeline.records import DeadLetter
 from pipeline.serde import Codec, codec_for
 from pipeline.settings import Settings
 from pipeline.topics import record_key, spec_for, topic_for_record
+from pipeline.tracing import Tracing, active
 
 __all__ = [
     "CALLBACKS_PATH",
@@ -197,10 +201,13 @@ class IngressApp:
     # ---- callbacks --------------------------------------------------------------------------
 
     async def _callback(self, head: RequestHead, chunks: BodyChunks) -> Answer:
+        tracing = active()
+        if tracing is not None:
+            return await self._traced(tracing, head, chunks)
         self._in_flight += 1
         self._idle.clear()
         try:
-            status, body, kind = await self._handle(head, chunks)
+            status, body, kind = await self._handle(head, chunks, None)
         except Exception as exc:  # a bug must cost one 500, never the process
             log.error("callback failed", extra={"error": type(exc).__name__})
             status, body, kind = 500, _INTERNAL, "error"
@@ -211,7 +218,38 @@ class IngressApp:
         self.metrics.request(kind, status)
         return Answer(status, body)
 
-    async def _handle(self, head: RequestHead, chunks: BodyChunks) -> tuple[int, bytes, str]:
+    async def _traced(self, tracing: Tracing, head: RequestHead, chunks: BodyChunks) -> Answer:
+        """`_callback` in a server span; its records carry the span's `traceparent`. The route,
+        never the path, names it: the path holds the callback token."""
+        span = tracing.span(
+            f"{head.method} {CALLBACKS_PATH}",
+            parent=tracing.parse(head.traceparent),
+            kind="server",
+            attributes={"http.request.method": head.method, "http.route": CALLBACKS_PATH},
+        )
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            with tracing.use(span, end=False):
+                status, body, kind = await self._handle(head, chunks, tracing.headers(span))
+        except Exception as exc:  # a bug must cost one 500, never the process
+            log.error("callback failed", extra={"error": type(exc).__name__})
+            status, body, kind = 500, _INTERNAL, "error"
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+        self.metrics.request(kind, status)
+        tracing.end(
+            span,
+            attributes={"http.response.status_code": status, "ardary.callback.kind": kind},
+            error=f"HTTP {status}" if status >= 500 else None,
+        )
+        return Answer(status, body)
+
+    async def _handle(
+        self, head: RequestHead, chunks: BodyChunks, headers: Headers
+    ) -> tuple[int, bytes, str]:
         if head.method not in ("GET", "POST"):
             return 405, _NOT_ALLOWED, "invalid"
         if self._draining:
@@ -226,17 +264,20 @@ class IngressApp:
             records = self._parser(params, received_at=received_at, tz=self._tz)
             items = [self._encode(record) for record in records]
         except CallbackError as exc:
-            return await self._reject(request, exc.reason, exc.detail, received_at)
+            return await self._reject(request, exc.reason, exc.detail, received_at, headers)
         except DecodeError as exc:  # a record our schema cannot hold: keep the input
-            return await self._reject(request, "unencodable", str(exc), received_at)
+            return await self._reject(request, "unencodable", str(exc), received_at, headers)
         except Exception as exc:  # a parser bug: keep the input so it can be replayed
             log.error("parser crashed", extra={"error": type(exc).__name__})
-            return await self._reject(request, "parser_error", type(exc).__name__, received_at)
+            reason = type(exc).__name__
+            return await self._reject(request, "parser_error", reason, received_at, headers)
         if not items:
-            return await self._reject(request, "no_callback", "no records", received_at)
+            return await self._reject(request, "no_callback", "no records", received_at, headers)
         started = time.perf_counter()
         try:
-            spooled = await self._keep([(topic, key, value) for topic, key, value, _, _ in items])
+            spooled = await self._keep(
+                [(topic, key, value) for topic, key, value, _, _ in items], headers
+            )
         except SpoolFull:
             return 503, _SPOOL_FULL, "unavailable"
         except (BrokerError, TimeoutError):
@@ -293,21 +334,26 @@ class IngressApp:
         value = self._codec.encode(record)
         return topic, record_key(record), value, kind_of(record), record.event_id
 
-    async def _keep(self, items: list[SpoolItem]) -> bool:
+    async def _keep(self, items: list[SpoolItem], headers: Headers = None) -> bool:
         """Make the records durable (Kafka or the spool); True when spooled."""
         door = self._door
         if door is None:
             raise BrokerError("ingress is not started")
-        return await door.keep(items)
+        return await door.keep(items, headers)
 
     async def _reject(
-        self, request: RawRequest, reason: str, detail: str, received_at: datetime
+        self,
+        request: RawRequest,
+        reason: str,
+        detail: str,
+        received_at: datetime,
+        headers: Headers = None,
     ) -> tuple[int, bytes, str]:
         """Dead-letter the raw request, then answer 400 — or 503 if it could not be kept."""
         letter: DeadLetter = dead_letter_for(request, reason, detail, received_at)
         try:
             value = self._codec.encode(letter)
-            await self._keep([(self._dead_letter_topic, None, value)])
+            await self._keep([(self._dead_letter_topic, None, value)], headers)
         except (BrokerError, TimeoutError, SpoolFull):
             return 503, _UNAVAILABLE, "unavailable"
         self.metrics.dead_letter(reason)
@@ -422,6 +468,8 @@ def app_from_env() -> IngressApp:
     """Factory for servers that import the app by name (granian workers): settings from env."""
     from pipeline.logs import configure_logging
     from pipeline.settings import load_settings
+    from pipeline.tracing import start_tracing
 
     configure_logging()
+    start_tracing("ardary-ingress")  # in the serving process: the exporter's thread is its own
     return create_app(load_settings())

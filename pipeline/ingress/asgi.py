@@ -31,6 +31,8 @@ def head_of(scope: Scope) -> RequestHead:
             head.content_type = value.decode("latin-1")
         elif name == b"transfer-encoding":
             head.chunked = True
+        elif name == b"traceparent":
+            head.traceparent = value.decode("latin-1")
     return head
 
 

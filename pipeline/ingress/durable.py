@@ -11,7 +11,9 @@
 - no spool (INGRESS_SPOOL_DIR empty) or a full one → the request cannot be kept: 503.
 
 A record published after its timeout and then forwarded from the spool reaches Kafka twice;
-every consumer de-duplicates by `event_id`. The forwarder (`run_forwarder`) publishes spooled
+every consumer de-duplicates by `event_id`. The request's headers (its trace context, while
+tracing is on) go with its records to Kafka; the spool keeps records only, so a spooled
+callback reaches Kafka without them. The forwarder (`run_forwarder`) publishes spooled
 entries oldest first whenever the broker takes them, and only then moves the spool past them.
 """
 
@@ -27,6 +29,7 @@ from typing import Protocol
 from pipeline.errors import BrokerError
 from pipeline.ingress.metrics import IngressMetrics
 from pipeline.ingress.spool import SegmentSpool, SpoolFull, SpoolItem
+from pipeline.kafka.produce import Headers
 
 __all__ = ["DurableDoor", "Publisher"]
 
@@ -46,8 +49,11 @@ class Publisher(Protocol):
         """Whether the last attempt to reach the broker succeeded (cheap, no I/O)."""
         ...
 
-    async def publish(self, items: Sequence[SpoolItem], within: float) -> None:
-        """Raise BrokerError (or TimeoutError) within `within` s unless all are acknowledged."""
+    async def publish(
+        self, items: Sequence[SpoolItem], within: float, headers: Headers = None
+    ) -> None:
+        """Raise BrokerError (or TimeoutError) within `within` s unless all are acknowledged;
+        `headers` go on every record."""
         ...
 
     async def ready(self) -> bool:
@@ -75,18 +81,18 @@ class DurableDoor:
         self._failures = 0  # forwarding attempts failed since the last success
         self._failure_logged_at = -STUCK_LOG_EVERY_S
 
-    async def keep(self, items: Sequence[SpoolItem]) -> bool:
-        """Make the records durable; True when they went to the spool.
+    async def keep(self, items: Sequence[SpoolItem], headers: Headers = None) -> bool:
+        """Make the records durable; True when they went to the spool (without `headers`).
 
         Raises BrokerError, TimeoutError or SpoolFull when they could not be kept.
         """
         spool = self.spool
         if spool is None:
-            await self.publisher.publish(items, self.timeout)
+            await self.publisher.publish(items, self.timeout, headers)
             return False
         if spool.records == 0 and self.publisher.broker_up:
             try:
-                await self.publisher.publish(items, self.timeout)
+                await self.publisher.publish(items, self.timeout, headers)
                 return False
             except (BrokerError, TimeoutError):
                 pass  # kept below; it may still reach Kafka (then twice: de-duplicated)

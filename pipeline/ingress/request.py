@@ -10,8 +10,9 @@ __all__ = ["Answer", "BodyChunks", "ClientGone", "RequestHead"]
 
 @dataclass(slots=True)
 class RequestHead:
-    """What arrives before the body: method, path, the raw query bytes, and the three headers
-    the ingress reads (a malformed Content-Length is kept as such, to be answered 400)."""
+    """What arrives before the body: method, path, the raw query bytes, and the headers the
+    ingress reads (a malformed Content-Length is kept as such, to be answered 400; a W3C
+    `traceparent` is the parent of the request's span while tracing is on)."""
 
     method: str
     path: str
@@ -20,6 +21,7 @@ class RequestHead:
     content_length: int | None = None
     chunked: bool = False
     bad_length: bool = False
+    traceparent: str | None = None
 
     def expects_body(self) -> bool:
         return bool(self.content_length) or self.chunked

@@ -31,6 +31,7 @@ def head_of(scope: Any) -> RequestHead:
             head.bad_length = True
     head.content_type = headers.get("content-type")
     head.chunked = "transfer-encoding" in headers
+    head.traceparent = headers.get("traceparent")
     return head
 
 

@@ -15,8 +15,8 @@ import asyncio
 import random
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Generic, TypeAlias, TypeVar
 
 from aiokafka.partitioner import murmur2
 
@@ -26,6 +26,7 @@ __all__ = [
     "ACK_BUCKETS",
     "AckListener",
     "AckObserver",
+    "Headers",
     "OpenBatches",
     "PartitionBatches",
     "TopicPartition",
@@ -38,8 +39,10 @@ __all__ = [
 
 T = TypeVar("T")
 TopicPartition = tuple[str, int]
-Record = tuple[bytes | None, bytes | None]
-"""(key, value) of one record."""
+Headers: TypeAlias = Sequence[tuple[str, bytes]] | None
+"""A record's headers (the trace context, `pipeline.tracing`); None: none."""
+Record = tuple[bytes | None, bytes | None, Headers]
+"""(key, value, headers) of one record."""
 RESEND_ATTEMPTS = 5  # a batch's records are sent again at most this often after a failure
 AckListener = Callable[[int, int], None]
 """Told `(partition, offset)`: the broker acknowledged a partition's records up to `offset`."""
@@ -119,7 +122,8 @@ class OpenBatches(Generic[T]):
     `append` adds a record to the partition's newest batch (opening another when it is full);
     `take` detaches a partition's oldest batch for `send_batch`. A tag (e.g. the request a
     record belongs to) travels with its batch, so the caller can settle it when the batch is
-    acknowledged.
+    acknowledged. Headers (a W3C `traceparent` while tracing is on) go into the record as they
+    are: None costs nothing.
     """
 
     def __init__(self, producer: Any) -> None:
@@ -136,15 +140,22 @@ class OpenBatches(Generic[T]):
         """The topic-partitions that have records waiting."""
         return list(self._open)
 
-    def append(self, tp: TopicPartition, key: bytes | None, value: bytes | None, tag: T) -> bool:
+    def append(
+        self,
+        tp: TopicPartition,
+        key: bytes | None,
+        value: bytes | None,
+        tag: T,
+        headers: Headers = None,
+    ) -> bool:
         """Add one record; False (nothing added) when it is larger than a whole batch."""
         batches = self._open.get(tp)
         if batches is None:
             batches = self._open[tp] = [(self._producer.create_batch(), [])]
         builder, tags = batches[-1]
-        if builder.append(key=key, value=value, timestamp=None) is None:
+        if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
             fresh = self._producer.create_batch()
-            if fresh.append(key=key, value=value, timestamp=None) is None:
+            if fresh.append(key=key, value=value, timestamp=None, headers=headers) is None:
                 return False
             builder, tags = fresh, []
             batches.append((builder, tags))  # the full one goes first
@@ -197,8 +208,8 @@ class PartitionBatches:
         self._producer = producer  # an aiokafka.AIOKafkaProducer
         self._ack_observer = ack_observer or _observer(_ACK_OBSERVERS, producer)
         self._batches: OpenBatches[Record] = OpenBatches(producer)
-        self._single: list[tuple[str, int, bytes | None, bytes | None]] = []
-        self._keyed: list[tuple[str, bytes | None, bytes | None]] = []
+        self._single: list[tuple[str, int, Record]] = []
+        self._keyed: list[tuple[str, Record]] = []
         self._listeners: dict[str, AckListener] = {}
 
     @classmethod
@@ -206,15 +217,25 @@ class PartitionBatches:
         """Batches on a (started) faust app's producer."""
         return cls(app_producer(app))
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = None,
+    ) -> None:
         """Queue one record (None value: a tombstone); nothing is sent before `send()`."""
-        if not self._batches.append((topic, partition), key, value, (key, value)):
+        record = (key, value, headers)
+        if not self._batches.append((topic, partition), key, value, record, headers):
             # larger than a whole batch: the producer's own path splits or refuses it
-            self._single.append((topic, partition, key, value))
+            self._single.append((topic, partition, record))
 
-    def add_keyed(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def add_keyed(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers = None
+    ) -> None:
         """Queue one record for the partition the default partitioner picks for `key`."""
-        self._keyed.append((topic, key, value))
+        self._keyed.append((topic, (key, value, headers)))
 
     def on_ack(self, topic: str, listener: AckListener) -> None:
         """Call `listener(partition, last_offset)` for each record batch of `topic` sent from
@@ -229,11 +250,11 @@ class PartitionBatches:
         if self._keyed:
             keyed, self._keyed = self._keyed, []
             known: dict[str, list[int]] = {}
-            for topic, key, value in keyed:
+            for topic, (key, value, headers) in keyed:
                 partitions = known.get(topic)
                 if partitions is None:
                     partitions = known[topic] = sorted(await self._producer.partitions_for(topic))
-                self.add(topic, partition_for(key, partitions), key, value)
+                self.add(topic, partition_for(key, partitions), key, value, headers)
         futures: list[asyncio.Future[Any]] = []
         listeners = self._listeners
         observer = self._ack_observer
@@ -249,13 +270,13 @@ class PartitionBatches:
                     self._resent_on_failure(future, (topic, partition), records, number, ack)
                 )
         single, self._single = self._single, []
-        for topic, partition, key, value in single:
+        for topic, partition, record in single:
             track_topic(self._producer, topic)
             number = _handed_over(self._producer, (topic, partition))
-            future = await self._producer.send(topic, value, key=key, partition=partition)
+            future = await _send_one(self._producer, topic, partition, record)
             ack = _acked(listeners[topic], partition, 1) if topic in listeners else None
             futures.append(
-                self._resent_on_failure(future, (topic, partition), [(key, value)], number, ack)
+                self._resent_on_failure(future, (topic, partition), [record], number, ack)
             )
         if observer is not None:
             timer = _ack_timer(observer, handed_at)
@@ -318,18 +339,19 @@ class PartitionBatches:
                 raise error
             fresh: OpenBatches[None] = OpenBatches(self._producer)
             single = []
-            for key, value in records:
-                if not fresh.append(tp, key, value, None):
-                    single.append((key, value))
+            for record in records:
+                key, value, headers = record
+                if not fresh.append(tp, key, value, None, headers):
+                    single.append(record)
             sent: list[tuple[asyncio.Future[Any], int]] = []
             track_topic(self._producer, topic)
             for _, builder, _ in fresh.take_all():
                 number = _handed_over(self._producer, tp)
                 future = await self._producer.send_batch(builder, topic, partition=partition)
                 sent.append((future, builder.record_count()))
-            for key, value in single:
+            for record in single:
                 number = _handed_over(self._producer, tp)
-                future = await self._producer.send(topic, value, key=key, partition=partition)
+                future = await _send_one(self._producer, topic, partition, record)
                 sent.append((future, 1))
             try:
                 results = await asyncio.gather(*(future for future, _ in sent))
@@ -347,6 +369,14 @@ class PartitionBatches:
     async def send_and_wait(self) -> None:
         """Submit every queued record and wait until the broker acknowledged all of them."""
         await asyncio.gather(*await self.send())
+
+
+async def _send_one(producer: Any, topic: str, partition: int, record: Record) -> Any:
+    """aiokafka's own `send` of one record (too large for a batch of ours): its future."""
+    key, value, headers = record
+    if headers is None:  # the signature the tests' stand-in producers have
+        return await producer.send(topic, value, key=key, partition=partition)
+    return await producer.send(topic, value, key=key, partition=partition, headers=list(headers))
 
 
 def _handed_over(producer: Any, tp: TopicPartition) -> int:

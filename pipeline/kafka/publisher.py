@@ -38,7 +38,7 @@ from typing import Any, NoReturn, TypeAlias
 from pipeline.errors import BrokerError
 from pipeline.kafka import idempotence
 from pipeline.kafka.config import KafkaClientConfig, client_config
-from pipeline.kafka.produce import AckObserver, OpenBatches, partition_for, track_topic
+from pipeline.kafka.produce import AckObserver, Headers, OpenBatches, partition_for, track_topic
 
 __all__ = [
     "PROBE_MISSES",
@@ -107,13 +107,15 @@ async def watch_broker(
 
 
 class _Request:
-    """One request's wait: its future, and how many of its records are not yet acknowledged."""
+    """One request's wait: its future, how many of its records are not yet acknowledged, and
+    the headers every one of its records carries (its trace context)."""
 
-    __slots__ = ("future", "left")
+    __slots__ = ("future", "headers", "left")
 
-    def __init__(self, future: asyncio.Future[None], left: int) -> None:
+    def __init__(self, future: asyncio.Future[None], left: int, headers: Headers = None) -> None:
         self.future = future
         self.left = left
+        self.headers = headers
 
 
 class KafkaPublisher:
@@ -261,15 +263,18 @@ class KafkaPublisher:
             except Exception as exc:  # a dead broker must not block shutdown
                 log.warning("producer stop failed", extra={"error": type(exc).__name__})
 
-    async def publish(self, items: Sequence[PublishItem], within: float) -> None:
+    async def publish(
+        self, items: Sequence[PublishItem], within: float, headers: Headers = None
+    ) -> None:
         """Return once the broker acknowledged every record; BrokerError or TimeoutError
-        (within `within` s) otherwise. Fails at once while the broker is known to be down."""
+        (within `within` s) otherwise. Fails at once while the broker is known to be down.
+        `headers` go on every record of `items` (the request's `traceparent`)."""
         if not self._up:
             raise BrokerError("broker unavailable")
         if self._producer is None or self._flusher is None:
             raise BrokerError("publisher is not started")
         loop = asyncio.get_running_loop()
-        request = _Request(loop.create_future(), len(items))
+        request = _Request(loop.create_future(), len(items), headers)
         self._queue.extend((item, request) for item in items)
         heapq.heappush(self._deadlines, (time.monotonic() + within, next(self._seq), request))
         self._wake()
@@ -308,7 +313,7 @@ class KafkaPublisher:
                 if partitions is None or partitions[0] < now:
                     partitions = await self._load_partitions(topic)
                 tp = (topic, partition_for(key, partitions[1]))
-                if not batches.append(tp, key, value, request):
+                if not batches.append(tp, key, value, request, request.headers):
                     raise BrokerError("record larger than a whole batch")
             for tp in self._sendable():
                 builder, sending = batches.take(tp)

@@ -9,6 +9,9 @@ which the listener may block while it flushes. So the writer thread never calls 
 a write's Kafka commit is made by the polling thread once the write is done. The same rule holds
 for monitoring: the polling thread publishes a snapshot of its progress to `SinkTelemetry`
 (`pipeline.sinks.telemetry`) about twice a second, which the web server's threads read.
+
+While tracing is on (`pipeline.tracing`), each write is a `sink.write` span linked to the traces
+of the records it wrote (their `traceparent` headers; one link per trace, at most `MAX_LINKS`).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from pipeline.sinks.factory import open_sink, pii_policy
 from pipeline.sinks.health import ProgressTracker
 from pipeline.sinks.telemetry import LoopState, SinkTelemetry
 from pipeline.topics import WAREHOUSE_TOPICS
+from pipeline.tracing import Tracing, active
 
 __all__ = [
     "DEFAULT_GROUP",
@@ -65,6 +69,7 @@ READY_EVENT = "sink_ready"  # logged once, when the group first gave the sink pa
 POLL_RECORDS = 5_000
 COMMIT_TIMEOUT_MS = 5_000
 SNAPSHOT_EVERY_S = 0.5  # how often the polling thread publishes its progress to the telemetry
+MAX_LINKS = 128  # traces a write's span links to (the SDK's default limit of links per span)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,8 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         self.last_flush_at: float | None = None
         self.written: dict[TopicPartition, int] = {}  # stored in the warehouse, not yet in Kafka
         self.commit_after = 0.0  # monotonic time before which a failed commit is not retried
+        self.links: dict[int, Any] = {}  # trace id → SpanContext, for the next write's span
+        self.unlinked = 0  # traces past MAX_LINKS in the next write
 
     # -- rebalance listener (kafka-python calls these inside poll) --
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
@@ -209,6 +216,24 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
                 self.next_offsets[ours] = messages[-1].offset + 1
                 first = messages[0]
                 self.progress.polled(ours, first.offset, messages[-1].offset, first.timestamp)
+        tracing = active()  # once per poll: None while tracing is off
+        if tracing is not None:
+            self._collect_links(tracing, polled)
+
+    def _collect_links(self, tracing: Tracing, polled: dict[Any, list[Any]]) -> None:
+        """Remember the trace of each polled record that carries one, for the write's span."""
+        links = self.links
+        for messages in polled.values():
+            for message in messages:
+                if not message.headers:
+                    continue
+                context = tracing.context(message.headers)
+                if context is None or context.trace_id in links:
+                    continue
+                if len(links) < MAX_LINKS:
+                    links[context.trace_id] = context
+                else:
+                    self.unlinked += 1
 
     def flush(self, wait: bool = False) -> None:
         """Hand the buffered batches to the writer thread (one write in flight at most).
@@ -221,13 +246,37 @@ class _Loop(ConsumerRebalanceListener):  # type: ignore[misc]
         if self.sink.pending:
             batches = self.sink.take()
             offsets, self.next_offsets = self.next_offsets, {}
-            self.in_flight = self.writer.submit(self._write, batches, offsets)
+            links, self.links = list(self.links.values()), {}
+            unlinked, self.unlinked = self.unlinked, 0
+            self.in_flight = self.writer.submit(self._write, batches, offsets, links, unlinked)
         if wait:
             self.wait()
 
-    def _write(self, batches: Any, offsets: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    def _write(
+        self,
+        batches: Any,
+        offsets: dict[TopicPartition, int],
+        links: list[Any] | None = None,
+        unlinked: int = 0,
+    ) -> dict[TopicPartition, int]:
         began = time.monotonic()
-        self.rows += self.sink.write(batches)
+        tracing = active()
+        if tracing is None:
+            self.rows += self.sink.write(batches)
+        else:
+            span = tracing.span(
+                "sink.write",
+                links=links or (),
+                attributes={
+                    "ardary.records": sum(len(batch.records) for batch in batches.values()),
+                    "ardary.partitions": len(batches),
+                    "ardary.traces": len(links or ()) + unlinked,
+                },
+            )
+            with tracing.use(span):
+                rows = self.sink.write(batches)
+                span.set_attribute("ardary.rows", rows)
+            self.rows += rows
         self.last_flush_at = time.monotonic()
         self.telemetry.flushed(self.last_flush_at - began)
         return offsets

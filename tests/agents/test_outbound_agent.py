@@ -68,7 +68,7 @@ async def test_events_are_taken_in_in_order_and_stale_ones_left_unread(
 ) -> None:
     received: list[tuple[int, int]] = []
 
-    async def receive(event: Event) -> None:
+    async def receive(event: Event, tracing: object = None) -> None:
         received.append((event.message.partition, event.message.offset))
 
     monkeypatch.setattr(agent.intake, "receive", receive)
@@ -90,7 +90,7 @@ async def test_reading_stops_while_there_is_no_room(
 ) -> None:
     received: list[int] = []
 
-    async def receive(event: Event) -> None:
+    async def receive(event: Event, tracing: object = None) -> None:
         received.append(event.message.offset)
         agent.progress.pending[str(event.message.offset)] = None  # type: ignore[assignment]
 

@@ -55,10 +55,19 @@ class FakeBatches:
     def for_app(cls, app: Any) -> FakeBatches:
         return cls()
 
-    def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
+    def add(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Any = None,
+    ) -> None:
         self.records.append((topic, partition, key, value))
 
-    def add_keyed(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def add_keyed(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Any = None
+    ) -> None:
         self.records.append((topic, None, key, value))
 
     async def send_and_wait(self) -> None:

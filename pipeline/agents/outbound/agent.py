@@ -48,6 +48,7 @@ from pipeline.core.ratelimit import SendGate
 from pipeline.kafka.batches import event_batches
 from pipeline.kafka.config import KafkaClientConfig
 from pipeline.settings import Settings
+from pipeline.tracing import active
 
 __all__ = [
     "INTAKE_SLICE",
@@ -210,6 +211,7 @@ class OutboundAgent:
                 async for events in event_batches(stream, READ_MAX, READ_WITHIN_S, ack=False):
                     if dispatcher.done():
                         dispatcher.result()  # re-raise: a dead dispatcher must crash the agent
+                    tracing = active()  # once per batch: None while tracing is off
                     for n, event in enumerate(events, 1):
                         if n % INTAKE_SLICE == 0:
                             await asyncio.sleep(0)
@@ -217,7 +219,7 @@ class OutboundAgent:
                         if not self._current(event):
                             continue  # a rebalance came meanwhile: read again after its seek
                         progress.order.received(event.message.partition, event.message.offset)
-                        await self.intake.receive(event)
+                        await self.intake.receive(event, tracing)
             finally:
                 dispatcher.cancel()
                 await self.dispatcher.drain(FINAL_DRAIN_S)

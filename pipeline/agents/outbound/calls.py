@@ -53,6 +53,7 @@ from pipeline.errors import (
 )
 from pipeline.records import SendResult
 from pipeline.settings import Settings
+from pipeline.tracing import instrument_httpx
 
 __all__ = ["ArdaryCalls", "retriable"]
 
@@ -95,12 +96,14 @@ class ArdaryCalls:
     async def session(
         self, transport: httpx.AsyncBaseTransport | None = None
     ) -> AsyncIterator[None]:
-        """Hold the HTTP client (its connection pool) while the agent runs; `transport`: tests."""
+        """Hold the HTTP client (its connection pool) while the agent runs; `transport`: tests.
+        While tracing is on each HTTP request is a client span (under the `ardary.send` span)."""
         async with httpx.AsyncClient(
             base_url=self.settings.ardary_base_url,
             limits=httpx.Limits(max_connections=self.options.max_concurrent * 2),
             transport=transport,
         ) as http:
+            instrument_httpx(http)
             self._client = ArdaryClient(
                 http,
                 self.settings.access_key_for,

@@ -19,7 +19,8 @@
 
 Records go out as per-partition record batches (`PartitionBatches`): results to the request's
 partition (co-partitioned), opt-outs to the partition their phone key picks, states to the
-changelog partition of their key.
+changelog partition of their key. While tracing is on, a result and its opt-out carry the
+`traceparent` of the request's `sms.send` span, which ends once its events are acked.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from pipeline.core.sending import Done
 from pipeline.kafka.batches import ack_events
 from pipeline.kafka.produce import PartitionBatches
 from pipeline.records import SendResult
+from pipeline.tracing import active
 
 __all__ = ["AGENT", "Completion", "Finished"]
 
@@ -46,11 +48,13 @@ AGENT = "outbound"
 
 
 class Finished(NamedTuple):
-    """A request's result and the events that carried it; `called`: Ardary was asked."""
+    """A request's result and the events that carried it; `called`: Ardary was asked; `span`:
+    the request's span while tracing is on."""
 
     events: list[Any]
     result: SendResult
     called: bool
+    span: Any = None
 
 
 class Completion:
@@ -78,9 +82,9 @@ class Completion:
         self.encode = streams.codec.codec.encode
         self.counts: dict[str, int] = {}
 
-    async def finish(self, events: list[Any], result: SendResult) -> None:
+    async def finish(self, events: list[Any], result: SendResult, span: Any = None) -> None:
         """Record, produce and ack the result of a request that had no IN_FLIGHT state."""
-        await self.finish_many([Finished(events, result, called=False)], durable_first=True)
+        await self.finish_many([Finished(events, result, False, span)], durable_first=True)
 
     async def finish_many(self, items: Sequence[Finished], *, durable_first: bool = False) -> None:
         """[DONE (awaited)] → results and opt-outs (awaited) → PUBLISHED (awaited) → acks."""
@@ -88,14 +92,16 @@ class Completion:
             await self._store([(f.events[0], f.result, False) for f in items])
         batches = PartitionBatches.for_app(self.app)
         emitted = 0
+        tracing = active()
         for f in items:
             result = f.result
             key = result.id_sms_api.encode()
             partition = f.events[0].message.partition
-            batches.add(self.results_topic, partition, key, self.encode(result))
+            headers = None if tracing is None or f.span is None else tracing.headers(f.span)
+            batches.add(self.results_topic, partition, key, self.encode(result), headers)
             emitted += 1
             if f.called and result.outcome == "SUPPRESSED":
-                emitted += self._publish_optout(result, batches)
+                emitted += self._publish_optout(result, batches, headers)
         await settle(batches, self.produce_timeout)
         await self._store([(f.events[0], f.result, True) for f in items])
         to_ack: list[Any] = []
@@ -109,19 +115,29 @@ class Completion:
             to_ack.extend(f.events)
         self.telemetry.batch_done(AGENT, len(to_ack), emitted)
         self.ack(to_ack)
+        if tracing is not None:
+            for f in items:
+                if f.span is not None:
+                    tracing.end(f.span, attributes={"ardary.outcome": f.result.outcome})
 
-    async def published(self, event: Any, result: SendResult) -> None:
+    async def published(self, event: Any, result: SendResult, span: Any = None) -> None:
         """A redelivered request whose result is on the topic already: record that, then ack."""
         await self._store([(event, result, True)])
         self.ack([event])
+        if span is not None:
+            span.set_attribute("ardary.redelivered", True)
+            span.end()
 
-    def _publish_optout(self, result: SendResult, batches: PartitionBatches) -> int:
+    def _publish_optout(
+        self, result: SendResult, batches: PartitionBatches, headers: Any = None
+    ) -> int:
         """Ardary said #003: remember it here and tell every worker through `sms.optouts`."""
         optout = optout_for_result(result)
         if optout is None:
             return 0
         self.optouts.apply(optout)
-        batches.add_keyed(self.optouts_topic, optout.phone_number.encode(), self.encode(optout))
+        key = optout.phone_number.encode()
+        batches.add_keyed(self.optouts_topic, key, self.encode(optout), headers)
         return 1
 
     async def _store(self, items: Sequence[tuple[Any, SendResult, bool]]) -> None:

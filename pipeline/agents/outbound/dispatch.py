@@ -20,6 +20,9 @@
   not sent and its entries are forgotten (the next owner reads them again). A batch that
   raises crashes the worker: a lost batch would leave its requests unanswered and its
   partition's acks stuck.
+- **Tracing** (while on): the call is an `ardary.send` span under the first request's
+  `sms.send` span, linked to (and from) the others' (one HTTP call serves several traces), with
+  the HTTP client spans of the instrumented client under it.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 from pipeline.agents.liveness import Telemetry
 from pipeline.agents.outbound.calls import ArdaryCalls
@@ -40,6 +44,7 @@ from pipeline.agents.outbound.states import SendStates, settle
 from pipeline.core.ratelimit import SendGate, next_batch
 from pipeline.core.sending import BatchKey, InFlight, PriorityBatcher
 from pipeline.kafka.produce import PartitionBatches
+from pipeline.tracing import Tracing, active
 
 __all__ = ["Dispatcher"]
 
@@ -169,13 +174,41 @@ class Dispatcher:
         await settle(batches, self.options.produce_timeout)
         in_flight = self.telemetry.outbound_in_flight
         in_flight.inc(len(entries))
+        tracing = active()
+        call_span = None if tracing is None else _call_span(tracing, key, entries)
         try:
-            results = await self.calls.call(key, [e.prepared for e in entries])
+            if tracing is None or call_span is None:
+                results = await self.calls.call(key, [e.prepared for e in entries])
+            else:
+                with tracing.use(call_span):  # the HTTP client spans go under it
+                    results = await self.calls.call(key, [e.prepared for e in entries])
         finally:
             in_flight.dec(len(entries))
         await self.completion.finish_many(
             [
-                Finished([entry.event, *entry.duplicates], result, called=True)
+                Finished([entry.event, *entry.duplicates], result, True, entry.span)
                 for entry, result in zip(entries, results, strict=True)
             ]
         )
+
+
+def _call_span(tracing: Tracing, key: BatchKey, entries: list[Entry]) -> Any:
+    """The span of one Ardary call: a child of the first request's span, linked to the others'
+    (each of them linked back to it); None when no request of the batch has a span."""
+    spans = [e.span for e in entries if e.span is not None]
+    if not spans:
+        return None
+    call = tracing.span(
+        "ardary.send",
+        parent=spans[0].get_span_context(),
+        links=[s.get_span_context() for s in spans[1:]],
+        attributes={
+            "ardary.login": key.login,
+            "ardary.routing": key.routing,
+            "ardary.batch_size": len(entries),
+        },
+    )
+    context = call.get_span_context()
+    for span in spans[1:]:
+        span.add_link(context)
+    return call

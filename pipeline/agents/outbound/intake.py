@@ -16,6 +16,9 @@
 - **Sending windows** (`SendTimes`): a marketing request outside its recipient's window gets
   `date_to_send` moved to the next opening; one whose window never opens → REJECTED
   `NO_SENDING_WINDOW`. Transactional requests are never moved.
+- **Tracing** (while on): each request taken in (not a duplicate in a row) gets a consumer span
+  `sms.send` under its record's `traceparent` (a new trace without one); its result carries that
+  span's context and completion ends it.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ from pipeline.core.sending import (
     redelivery_result,
 )
 from pipeline.records import SendRequest
+from pipeline.tracing import Tracing
 
-__all__ = ["REDELIVERY_LOOKBACK", "Intake"]
+__all__ = ["REDELIVERY_LOOKBACK", "Intake", "request_span"]
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +80,9 @@ class Intake:
         self.completion = completion
         self.send_times = send_times
 
-    async def receive(self, event: Any) -> None:
-        """Handle one event (the caller noted it in the ack order and checked for room)."""
+    async def receive(self, event: Any, tracing: Tracing | None = None) -> None:
+        """Handle one event (the caller noted it in the ack order and checked for room);
+        `tracing`: the process's, while tracing is on."""
         request = event.value
         if not isinstance(request, SendRequest):
             log.warning("not a SendRequest; skipped")
@@ -88,9 +93,10 @@ class Intake:
         if entry is not None:  # the same id twice in a row: one send, one result
             entry.duplicates.append(event)
             return
+        span = None if tracing is None else request_span(tracing, event, request)
         state = self.states.load(event, request.id_sms_api)
         if state is not None:
-            await self._redelivered(event, request, state)
+            await self._redelivered(event, request, state, span)
             return
         now = _now()
         checked = check_request(request, opted_out=self.optouts.is_opted_out, now=now)
@@ -104,15 +110,20 @@ class Intake:
                 error_codes=checked.error_codes,
                 phone_number=checked.phone_number,
             )
-            await self.completion.finish([event], result)
+            await self.completion.finish([event], result, span)
             return
-        entry = Entry(event, checked, self.progress.generation)
+        entry = Entry(event, checked, self.progress.generation, span=span)
         self.progress.pending[request.id_sms_api] = entry
         self.dispatcher.add(entry)
 
-    async def _redelivered(self, event: Any, request: SendRequest, state: SendState) -> None:
+    async def _redelivered(
+        self, event: Any, request: SendRequest, state: SendState, span: Any
+    ) -> None:
         """A request this table already knows: never sent again, its result produced once."""
         if isinstance(state, Done) and state.published:
+            if span is not None:
+                span.set_attribute("ardary.redelivered", True)
+                span.end()
             self.completion.ack([event])
             return
         made = state.since if isinstance(state, InFlight) else state.result.completed_at
@@ -120,8 +131,26 @@ class Intake:
             event.message.partition, request.id_sms_api, made - REDELIVERY_LOOKBACK
         )
         if found is not None:  # produced before the crash: just record that
-            await self.completion.published(event, found)
+            await self.completion.published(event, found, span)
             return
         result = redelivery_result(state, request, _now())
         assert result is not None
-        await self.completion.finish([event], result)
+        await self.completion.finish([event], result, span)
+
+
+def request_span(tracing: Tracing, event: Any, request: SendRequest) -> Any:
+    """The consumer span of one send request, under the `traceparent` its record carries."""
+    message = event.message
+    return tracing.span(
+        "sms.send",
+        parent=tracing.context(message.headers),
+        kind="consumer",
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": message.topic,
+            "messaging.destination.partition.id": str(message.partition),
+            "messaging.kafka.offset": message.offset,
+            "ardary.id_sms_api": request.id_sms_api,
+            "ardary.login": request.login,
+        },
+    )

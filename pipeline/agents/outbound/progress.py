@@ -26,12 +26,14 @@ class Entry:
     `duplicates` are later events of the same id that arrived meanwhile: one send, one result,
     and every one of those events acked with it. `generation` is the agent's rebalance count
     when it arrived: a batch of an earlier generation is not sent (its partition was revoked).
+    `span`: the request's span while tracing is on (`pipeline.tracing`), ended by completion.
     """
 
     event: Any
     prepared: Prepared
     generation: int
     duplicates: list[Any] = field(default_factory=list)
+    span: Any = None
 
     @property
     def request(self) -> SendRequest:
@@ -82,4 +84,7 @@ class Progress:
         for entry in entries:
             if pending.get(entry.request.id_sms_api) is entry:
                 del pending[entry.request.id_sms_api]
+            if entry.span is not None:  # the next owner traces the request again
+                entry.span.set_attribute("ardary.abandoned", True)
+                entry.span.end()
         self.room_made()

@@ -29,10 +29,15 @@ class FakePublisher:
         self.broker_up = True
         self.gate: asyncio.Event | None = None
         self.waiting = 0
+        self.headers: list[Sequence[tuple[str, bytes]] | None] = []  # per publish
 
     async def publish(
-        self, items: Sequence[tuple[str, bytes | None, bytes]], timeout: float
+        self,
+        items: Sequence[tuple[str, bytes | None, bytes]],
+        timeout: float,
+        headers: Sequence[tuple[str, bytes]] | None = None,
     ) -> None:
+        self.headers.append(headers)
         async with asyncio.timeout(timeout):
             if self.gate is not None:
                 self.waiting += 1

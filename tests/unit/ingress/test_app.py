@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -303,12 +304,14 @@ async def test_one_failed_record_of_two_fails_the_request(
     app: IngressApp, codec: AvroCodec
 ) -> None:
     class HalfBroken(FakePublisher):
-        async def publish(self, items: Sequence[PublishItem], within: float) -> None:
+        async def publish(
+            self, items: Sequence[PublishItem], within: float, headers: Any = None
+        ) -> None:
             if any(topic.endswith("incoming-sms") for topic, _, _ in items):
                 from pipeline.errors import BrokerError
 
                 raise BrokerError("partition offline")
-            await super().publish(items, within)
+            await super().publish(items, within, headers)
 
     app.publisher = HalfBroken()
     query = f"{q('status', status_json())}&{q('message', incoming_json('hi'))}".encode()

@@ -28,8 +28,10 @@ class ManagedFake(FakePublisher):
     async def stop(self) -> None:
         self.events.append("stop")
 
-    async def publish(self, items: Sequence[PublishItem], within: float) -> None:
-        await super().publish(items, within)
+    async def publish(
+        self, items: Sequence[PublishItem], within: float, headers: Any = None
+    ) -> None:
+        await super().publish(items, within, headers)
         self.events.append("published")
 
 

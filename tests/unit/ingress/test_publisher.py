@@ -34,11 +34,15 @@ class StubBatch:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.records: list[tuple[bytes | None, bytes]] = []
+        self.headers: list[Any] = []
 
-    def append(self, *, key: bytes | None, value: bytes, timestamp: None) -> object | None:
+    def append(
+        self, *, key: bytes | None, value: bytes, timestamp: None, headers: Any = None
+    ) -> object | None:
         if len(self.records) >= self.capacity:
             return None
         self.records.append((key, value))
+        self.headers.append(headers)
         return object()
 
 
@@ -55,6 +59,7 @@ class StubProducer:
         self.failing_topics: set[str] = set()
         self.capacity = 1000
         self.started = self.stopped = False
+        self.created: list[StubBatch] = []
         StubProducer.instances.append(self)
 
     @property
@@ -73,7 +78,9 @@ class StubProducer:
         return set(PARTITIONS)
 
     def create_batch(self) -> StubBatch:
-        return StubBatch(self.capacity)
+        batch = StubBatch(self.capacity)
+        self.created.append(batch)
+        return batch
 
     async def send_batch(self, batch: StubBatch, topic: str, *, partition: int) -> Any:
         self.batches.append((topic, partition, batch.records))
@@ -110,6 +117,18 @@ async def test_producer_is_idempotent_with_acks_all(stub: Callable[[], StubProdu
     await publisher.publish([("t", b"k", b"v")], within=1.0)
     await publisher.stop()
     assert stub().stopped
+
+
+async def test_a_requests_headers_go_on_each_of_its_records(
+    stub: Callable[[], StubProducer],
+) -> None:
+    publisher = KafkaPublisher("h:9092")
+    await publisher.start()
+    traced = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
+    await publisher.publish([("a", b"k", b"v"), ("b", b"k", b"v")], within=1.0, headers=traced)
+    await publisher.publish([("a", b"k", b"w")], within=1.0)
+    await publisher.stop()
+    assert [h for batch in stub().created for h in batch.headers] == [traced, traced, None]
 
 
 async def test_every_topic_published_to_is_tracked_in_the_metadata(

@@ -113,3 +113,32 @@ async def test_another_partition_does_not_stop_a_resend() -> None:
     await _until(lambda: len(producer.sent) == 3)
     producer.settle(2, offset=5)
     assert (await first).offset == 5
+
+
+class BuildingProducer(Producer):
+    """Keeps each batch it is handed, built, to read its records' headers back."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.built: list[list[list[tuple[str, bytes]]]] = []
+
+    async def send_batch(self, batch: BatchBuilder, topic: str, *, partition: int) -> Any:
+        from aiokafka.record.default_records import DefaultRecordBatch
+
+        future = await super().send_batch(batch, topic, partition=partition)
+        self.built.append([r.headers for r in DefaultRecordBatch(bytes(batch._build()))])
+        return future
+
+
+async def test_headers_go_into_the_batch_and_into_its_resend() -> None:
+    producer = BuildingProducer()
+    batches = PartitionBatches(producer)
+    traced = [("traceparent", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")]
+    batches.add("t", 0, b"k", b"a", traced)
+    batches.add("t", 0, b"k", b"b")
+    (delivery,) = await batches.send()
+    producer.settle(0, error=errors.OutOfOrderSequenceNumber())
+    await _until(lambda: len(producer.sent) == 2)
+    producer.settle(1, offset=3)
+    await delivery
+    assert producer.built == [[traced, []], [traced, []]]
