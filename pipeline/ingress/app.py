@@ -16,7 +16,7 @@ import asyncio
 import hmac
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -204,19 +204,24 @@ class IngressApp:
         tracing = active()
         if tracing is not None:
             return await self._traced(tracing, head, chunks)
+        status, body, kind = await self._counted(self._handle(head, chunks, None))
+        self.metrics.request(kind, status)
+        return Answer(status, body)
+
+    async def _counted(self, handling: Awaitable[tuple[int, bytes, str]]) -> tuple[int, bytes, str]:
+        """Await one request's handling, counted in flight (stop() waits for none); a bug
+        costs that request a 500, never the process."""
         self._in_flight += 1
         self._idle.clear()
         try:
-            status, body, kind = await self._handle(head, chunks, None)
-        except Exception as exc:  # a bug must cost one 500, never the process
+            return await handling
+        except Exception as exc:
             log.error("callback failed", extra={"error": type(exc).__name__})
-            status, body, kind = 500, _INTERNAL, "error"
+            return 500, _INTERNAL, "error"
         finally:
             self._in_flight -= 1
             if self._in_flight == 0:
                 self._idle.set()
-        self.metrics.request(kind, status)
-        return Answer(status, body)
 
     async def _traced(self, tracing: Tracing, head: RequestHead, chunks: BodyChunks) -> Answer:
         """`_callback` in a server span; its records carry the span's `traceparent`. The route,
@@ -227,18 +232,9 @@ class IngressApp:
             kind="server",
             attributes={"http.request.method": head.method, "http.route": CALLBACKS_PATH},
         )
-        self._in_flight += 1
-        self._idle.clear()
-        try:
-            with tracing.use(span, end=False):
-                status, body, kind = await self._handle(head, chunks, tracing.headers(span))
-        except Exception as exc:  # a bug must cost one 500, never the process
-            log.error("callback failed", extra={"error": type(exc).__name__})
-            status, body, kind = 500, _INTERNAL, "error"
-        finally:
-            self._in_flight -= 1
-            if self._in_flight == 0:
-                self._idle.set()
+        with tracing.use(span, end=False):
+            handling = self._handle(head, chunks, tracing.headers(span))
+            status, body, kind = await self._counted(handling)
         self.metrics.request(kind, status)
         tracing.end(
             span,
