@@ -4,30 +4,13 @@ batch, none for a failure, the resend's ack for a batch sent again."""
 
 from __future__ import annotations
 
-import asyncio
 import types
-from typing import Any
 
 import aiokafka.errors as errors
 import pytest
 
-from pipeline.kafka import produce
 from pipeline.kafka.produce import PartitionBatches, app_producer, observe_acks
-from tests.unit.kafka.test_batch_resend import Producer
-
-
-@pytest.fixture(autouse=True)
-def _no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    real_sleep = asyncio.sleep
-    monkeypatch.setattr(produce.asyncio, "sleep", lambda s: real_sleep(0))
-
-
-async def _until(condition: Any) -> None:
-    for _ in range(100):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("condition never held")
+from tests.unit.kafka.test_batch_resend import Producer, _no_backoff, _until  # noqa: F401
 
 
 async def test_each_acknowledged_batch_is_observed_once() -> None:
