@@ -3,8 +3,10 @@
 - A wrong token answers byte for byte as an unknown path (status, body, headers but Date), so
   a scan learns nothing about which paths exist.
 - Slow clients do not starve the others: 500 connections sending their headers one byte per
-  second and 50 announcing a body they never send, while a normal client's callbacks get
-  answers with p99 under 50 ms; granian's header-read timeout (30 s) then closes the
+  second and 50 announcing a body they never send, while a normal client's 400 callbacks each
+  get their 200 within seconds — a starved request would wait for a slow connection to be
+  dropped (granian's header-read timeout, 30 s). No tighter bound: a busy CI box alone moved
+  the p99 from ~10 ms to 75 ms (2026-12-07); the p99 is printed. The timeout then closes the
   trickling connections.
 - Hypothesis-generated hostile callbacks: no 5xx, and every 400 has its dead letter.
   (`ardary-pipeline bench fuzz` runs the same 100,000 times and watches the RSS.)
@@ -38,6 +40,9 @@ from tests.unit.ingress.samples import status_json
 pytestmark = pytest.mark.integration
 
 HEADER_READ_TIMEOUT_S = 30.0  # granian's HTTP1Settings.header_read_timeout default (30,000 ms)
+# A normal callback that waited this long waited for something else than its own work: a third
+# of the time a starved request would wait for a trickling connection to be dropped.
+STARVED_MS = HEADER_READ_TIMEOUT_S / 3 * 1000
 
 
 @pytest.fixture(scope="module")
@@ -139,8 +144,9 @@ async def test_slow_clients_do_not_starve_a_normal_client(ingress: ShippedIngres
                 latencies.append((time.perf_counter() - started) * 1000)
                 assert answer.status_code == 200, answer.text
                 await asyncio.sleep(0.025)
-        p99 = percentile(latencies, 0.99)
-        assert p99 < 50, f"normal client p99 {p99:.1f} ms with 550 slow connections"
+        p99, slowest = percentile(latencies, 0.99), max(latencies)
+        print(f"normal client with 550 slow connections: p99 {p99:.1f} ms, max {slowest:.0f} ms")
+        assert slowest < STARVED_MS, f"a normal callback waited {slowest:.0f} ms (p99 {p99:.1f})"
         assert not any(t.done() for t in trickles)  # still trickling: they were really there
         closed = await asyncio.wait_for(asyncio.gather(*trickles), HEADER_READ_TIMEOUT_S + 15)
         assert all(c is not None and c < HEADER_READ_TIMEOUT_S + 5 for c in closed), sorted(
