@@ -19,7 +19,7 @@ from pipeline.devtools.kafkanode import (
     render_log4j2_properties,
     render_node_properties,
 )
-from pipeline.devtools.localkafka import LocalKafka
+from pipeline.devtools.localkafka import JVM_OPTIONS_VARIABLE, LocalKafka, extra_jvm_options
 from pipeline.errors import BrokerError, ConfigError, EnvironmentMissing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -257,3 +257,15 @@ def test_not_started_broker_has_no_bootstrap_and_stop_is_harmless(tmp_path: Path
     kafka.stop()
     kafka.stop()
     assert tmp_path.exists()  # a given data dir is never deleted
+
+
+def test_extra_jvm_options_are_shell_words_and_a_bad_value_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(JVM_OPTIONS_VARIABLE, raising=False)
+    assert extra_jvm_options() == []
+    monkeypatch.setenv(JVM_OPTIONS_VARIABLE, "-XX:+UseSerialGC '-Dname=a b'")
+    assert extra_jvm_options() == ["-XX:+UseSerialGC", "-Dname=a b"]
+    monkeypatch.setenv(JVM_OPTIONS_VARIABLE, "-Dname='unclosed")
+    with pytest.raises(ConfigError, match=JVM_OPTIONS_VARIABLE):
+        extra_jvm_options()
