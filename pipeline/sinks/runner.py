@@ -100,7 +100,7 @@ def consumer_config(client: KafkaClientConfig | str, group: str | None) -> dict[
         "fetch_max_bytes": 64 * 1024 * 1024,
         "max_partition_fetch_bytes": 8 * 1024 * 1024,
         "fetch_min_bytes": 1,
-        "fetch_max_wait_ms": 100,
+        "fetch_max_wait_ms": 500,
         # a killed sink blocks its partitions until its session expires: keep that short
         "session_timeout_ms": 10_000,
         # A first assignment made while the broker did not yet list a just-created topic has no
