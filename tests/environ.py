@@ -3,8 +3,9 @@
 A developer's shell (or CI) may export settings; tests that check defaults, or that start a
 command as a new user would, must not see them. A setting is every field of `Settings` (in any
 letter case, as pydantic-settings reads them) and anything under one of `SETTING_PREFIXES`
-(variables read outside `Settings`, e.g. ARDARY_SCHEMA_DIR); the jar cache's location is kept
-(it is where Kafka is, not a setting of the pipeline), so no test downloads Kafka again.
+(variables read outside `Settings`, e.g. ARDARY_SCHEMA_DIR); the jar cache's location and the
+local nodes' JVM options are kept (where Kafka is and how its JVMs run on this machine, not
+settings of the pipeline), so no test downloads Kafka again or starts a node with the full JIT.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SETTING_PREFIXES = (
     "METRICS_",
     "LIFECYCLE_",
 )
-KEPT = frozenset({"ARDARY_KAFKA_CACHE"})
+KEPT = frozenset({"ARDARY_KAFKA_CACHE", "ARDARY_BROKER_JVM_OPTIONS"})
 
 
 FIELDS = frozenset(name.upper() for name in Settings.model_fields)
