@@ -154,7 +154,8 @@ def test_each_login_goes_at_its_own_rate_under_the_global_one(rig: Rig) -> None:
         start = stamps[0] + warmup
         window = [t for t in stamps if start <= t < start + seconds]
         achieved = len(window) / seconds
-        assert rate * 0.85 <= achieved <= rate * 1.15, (login, achieved)
+        # never above the rate; below it only as far as a busy box slows the worker
+        assert rate * 0.75 <= achieved <= rate * 1.15, (login, achieved)
         peak = max(sum(1 for u in window[k:] if u <= t + 1.0) for k, t in enumerate(window))
         # the worker sends at most k full calls in any 1-s window; the simulator stamps a call
         # when it gets to it, and on a loaded machine one more call may land in the window
@@ -201,4 +202,5 @@ def test_with_a_slow_ardary_and_a_backlog_each_call_carries_many_messages(rig: R
     start = stamps[0] + 1.0
     window = [t for t in stamps if start <= t < start + 3.0]
     achieved = len(window) / 3.0
-    assert GLOBAL_RATE * 0.9 <= achieved <= GLOBAL_RATE * 1.1, achieved
+    # never above the rate; below it only as far as a busy box slows the worker
+    assert GLOBAL_RATE * 0.75 <= achieved <= GLOBAL_RATE * 1.1, achieved
