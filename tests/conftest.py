@@ -53,9 +53,16 @@ os.environ.setdefault(JVM_OPTIONS_VARIABLE, "-XX:TieredStopAtLevel=1 -XX:+UseSer
 # once), the chaos run (its own cluster) and the broker-free tests; `--shard 2/2` the other
 # integration tests. No option: every test.
 _SHARED_SERVERS = frozenset({"secured_cluster", "schema_registry"})
-# (and a few long integration modules, so both halves end about together: 12 vs 19 min before)
+# (and a few long integration modules, so both halves end about together: 11:06 vs 12:35 in a
+# fresh-clone run before test_secured_cluster.py's broker-command test came here, 2026-12-07)
 _FIRST_SHARD_MODULES = frozenset(
-    {"test_chaos.py", "test_ingress_spool.py", "test_local_broker.py", "test_bench_e2e.py"}
+    {
+        "test_chaos.py",
+        "test_ingress_spool.py",
+        "test_local_broker.py",
+        "test_bench_e2e.py",
+        "test_secured_cluster.py",
+    }
 )
 
 
