@@ -21,10 +21,16 @@ pytestmark = pytest.mark.integration
 
 RATE = 40.0
 SECONDS = 6.0
+BEST_SECONDS = 3.0
 
 
 def _peak(stamps: list[float]) -> int:
-    return max(sum(1 for t in stamps[k:] if t <= s + 1.0) for k, s in enumerate(stamps))
+    return _busiest(stamps, 1.0)
+
+
+def _busiest(stamps: list[float], seconds: float) -> int:
+    """The most stamps (sorted) in any closed window of `seconds`."""
+    return max(sum(1 for t in stamps[k:] if t <= s + seconds) for k, s in enumerate(stamps))
 
 
 def _group_stable_with(admin: object, group: str, members: int) -> bool:
@@ -63,9 +69,12 @@ def test_two_workers_share_one_rate(
     start = stamps[0] + 1.0  # skip the first second (both buckets start with a burst)
     window = [t for t in stamps if start <= t < start + SECONDS]
     achieved = len(window) / SECONDS
-    # Never above the rate; below it only as far as a busy box slows a worker (35.2/s of 40 once
-    # in a loaded run) — well above the half each worker would send with the rate split twice.
-    assert RATE * 0.75 <= achieved <= RATE * 1.1, achieved
+    assert achieved <= RATE * 1.1, achieved  # never above the rate: a busy box cannot break it
+    # At the whole rate, not a share of it, in the busiest 3 s after the start: a box busy enough
+    # to stall the workers for a while (21.3/s over these 6 s beside a two-process CPU hog)
+    # still leaves a stretch where both run; with the rate divided twice none would pass half.
+    busiest = _busiest([t for t in stamps if t >= start], BEST_SECONDS)
+    assert busiest >= RATE * BEST_SECONDS * 0.75, (busiest, achieved)
     # each worker alone runs at half the rate: without the division it would be twice RATE.
     # A worker paces its calls (OUTBOUND_PACING_SECONDS, 0.25 s: 4 calls a second of 5
     # messages each); the simulator stamps a call when it gets to it, so one 1-s window of its
