@@ -82,7 +82,7 @@ def shard_of(item: pytest.Item) -> int:
 def _start_rank(items: list[pytest.Item]) -> dict[Path, int]:
     """Per module: 0 broker-free, 1 integration, 2 uses the shared cluster or registry.
 
-    Run in that order, the shared JVMs (four, ~0.25 of a core idle) start only after every
+    Run in that order, the shared JVMs (four, ~0.15 of a core idle or more) start only after every
     other test and are stopped at the session's end, instead of idling under the unit tests.
     Per module, so a module's tests stay together (its module fixtures start once).
     """
