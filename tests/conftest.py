@@ -32,6 +32,7 @@ import pytest
 from pipeline.devtools.localkafka import JVM_OPTIONS_VARIABLE, LocalKafka
 from pipeline.devtools.registry import LocalRegistry
 from tests import polling
+from tests.broker_command import BrokerCommand
 from tests.docker_broker import container_broker
 from tests.procs import java_children
 
@@ -226,18 +227,17 @@ def wait_until() -> Callable[..., Any]:
 
 # -- the secured cluster and the schema registry (issue 14; tests marked `secured`) -------------
 
-SECURED_HEAP_MB = 256  # per node: three of them share a 2-core CI box with everything else
-
 
 class SecuredCluster(NamedTuple):
-    """The session's three-node SASL_SSL cluster and the KAFKA_* settings that reach it."""
+    """The session's three-node SASL_SSL cluster (`ardary-pipeline broker`, run as a user runs
+    it) and the KAFKA_* settings that reach it."""
 
-    kafka: LocalKafka
-    settings: dict[str, str]  # `client_settings()`: the password is in here
+    command: BrokerCommand
+    settings: dict[str, str]  # the command's client.env: the password is in here
 
     def __repr__(self) -> str:  # pytest prints fixtures on an error: never the password
         shown = {k: "***" if "PASSWORD" in k else v for k, v in self.settings.items()}
-        return f"SecuredCluster(kafka={self.kafka!r}, settings={shown!r})"
+        return f"SecuredCluster(data_dir={self.command.data_dir}, settings={shown!r})"
 
 
 class Registry(NamedTuple):
@@ -268,25 +268,22 @@ def assert_jvms_gone(pids: set[int], what: str, timeout: float = 45.0) -> None:
 
 @pytest.fixture(scope="session")
 def secured_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecuredCluster]:
-    """Three Kafka nodes with SASL_SSL (SCRAM, a test CA) in their own data dir, per session.
+    """Three Kafka nodes with SASL_SSL (SCRAM, a test CA), per session: the `broker --nodes 3
+    --security sasl_ssl` command in a data dir of its own (`tests/broker_command.py`).
 
-    Tests share it: each uses its own topic prefix. At the end the fixture checks that none of
-    the cluster's JVMs outlived `stop()` (also those restarted by a fault test).
+    Tests share it: each uses its own topic prefix. At the end the fixture stops it with Ctrl-C
+    as a user does and checks that it exits with 0 and leaves no JVM (also none it restarted
+    after a fault test) and keeps its data dir's settings.
     """
-    kafka = LocalKafka(
-        data_dir=tmp_path_factory.mktemp("secured-kafka"),
-        nodes=3,
-        security="sasl_ssl",
-        heap_mb=SECURED_HEAP_MB,
-    )
-    before = java_children()
-    kafka.start(timeout=300)  # three JVMs with TLS on a shared 2-core box: minutes, not seconds
+    command = BrokerCommand(tmp_path_factory.mktemp("secured-kafka") / "cluster")
     try:
-        yield SecuredCluster(kafka, kafka.client_settings())
+        yield SecuredCluster(command, command.settings())
     finally:
-        jvms = java_children() - before
-        kafka.stop()
+        jvms = command.jvms()
+        code = command.stop()
         assert_jvms_gone(jvms, "the secured cluster")
+        assert code == 0, f"the broker command exited with {code}: {command.stderr()}"
+        assert (command.data_dir / "client.env").is_file()  # a named data dir is kept
 
 
 @pytest.fixture(scope="session")

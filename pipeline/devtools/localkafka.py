@@ -174,7 +174,8 @@ class LocalKafka:
     # -- life cycle ---------------------------------------------------------------------------
 
     def start(self, timeout: float = 120) -> str:
-        """Start every node; return the bootstrap servers once the cluster lists every broker.
+        """Start every node; return the bootstrap servers once each node answers on its own
+        listener and lists every broker.
 
         Raises EnvironmentMissing without Java/Maven, BrokerError if a JVM exits or the cluster
         does not answer within `timeout` seconds (with the tail of the failing node's log).
@@ -188,7 +189,10 @@ class LocalKafka:
                 for node_id in range(1, self.nodes + 1):
                     if self.node_pid(node_id) is None:
                         self._spawn(node_id, deadline)
-                self._wait_ready(deadline, timeout)
+                # listed is not answering: a client sent to a node whose listener is not open
+                # yet was refused right after the ready line (ECONNREFUSED, then kafka-python's
+                # UnknownBrokerIdError); so every node must answer on its own listener too
+                self._wait_ready(deadline, timeout, answering=range(1, self.nodes + 1))
             except BaseException:
                 self.stop()
                 raise

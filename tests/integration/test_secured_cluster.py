@@ -1,9 +1,8 @@
 """A three-node SASL_SSL cluster as users have one: the broker command, wrong settings, topics.
 
-- `ardary-pipeline broker --nodes 3 --security sasl_ssl` run as a user runs it: ready line,
-  settings printed with the password masked, `client.env` (0600) that loads into `Settings`, a
-  client that produces and consumes with it, and no JVM left once it stops (marked `slow`: it
-  starts its own three nodes, so it is not in the `secured` group);
+- `ardary-pipeline broker --nodes 3 --security sasl_ssl` run as a user runs it (the session's
+  cluster is that command): ready line, settings printed with the password masked, `client.env`
+  (0600) that loads into `Settings`, a client that produces and consumes with it;
 - `topics create` given one wrong setting (password, CA, SASL mechanism, registry password),
   and every long-running command given a wrong password, stops within 30 s with exit code 2 and
   one line naming the setting, never a secret, never a traceback (`pipeline.kafka.preflight`,
@@ -18,13 +17,8 @@ fixtures themselves when they stop.
 
 from __future__ import annotations
 
-import os
-import queue
 import secrets
-import signal
 import stat
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 from uuid import uuid4
@@ -38,7 +32,7 @@ from pipeline.procutil import free_port
 from pipeline.settings import Settings
 from pipeline.topics import TOPICS
 from tests.conftest import Registry, SecuredCluster
-from tests.environ import new_user_env, setting_variables
+from tests.environ import setting_variables
 from tests.integration.test_secured_support import (
     CommandRun,
     client_of,
@@ -47,7 +41,6 @@ from tests.integration.test_secured_support import (
     start_command,
 )
 from tests.polling import wait_until
-from tests.procs import close, java_children, lines, pid_gone
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -62,17 +55,15 @@ MASK = "********** (in client.env)"
 # -- the broker command ----------------------------------------------------------------------
 
 
-def _produce_and_consume(config: KafkaClientConfig, topic: str, *, create: bool = True) -> bytes:
-    """Create `topic` (three copies) unless told not to, write one record with acks=all, read
-    it back."""
-    if create:
-        admin = KafkaAdminClient(**config.kafka_python(), client_id="secured-test")
-        try:
-            admin.create_topics(
-                [NewTopic(topic, num_partitions=1, replication_factor=3)], timeout_ms=30_000
-            )
-        finally:
-            admin.close()
+def _produce_and_consume(config: KafkaClientConfig, topic: str) -> bytes:
+    """Create `topic` (three copies), write one record with acks=all, read it back."""
+    admin = KafkaAdminClient(**config.kafka_python(), client_id="secured-test")
+    try:
+        admin.create_topics(
+            [NewTopic(topic, num_partitions=1, replication_factor=3)], timeout_ms=30_000
+        )
+    finally:
+        admin.close()
     value = secrets.token_bytes(16)
     producer = KafkaProducer(**config.kafka_python(), acks="all", linger_ms=0)
     try:
@@ -97,117 +88,40 @@ def _produce_and_consume(config: KafkaClientConfig, topic: str, *, create: bool 
     return value
 
 
-@pytest.mark.slow  # its own three nodes (~1-2 min on a loaded box): not in the `secured` group
+@pytest.mark.secured
 def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    secured_cluster: SecuredCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    data_dir = tmp_path / "cluster"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "broker",
-            "--nodes",
-            "3",
-            "--security",
-            "sasl_ssl",
-            "--data-dir",
-            str(data_dir),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=tmp_path,
-        env=new_user_env(PYTHONUNBUFFERED="1"),
-    )
-    try:
-        out = lines(proc.stdout)  # type: ignore[arg-type]
-        err = lines(proc.stderr)  # type: ignore[arg-type]
-        try:
-            ready = out.get(timeout=180)
-            printed = [out.get(timeout=10) for _ in range(7)]
-        except queue.Empty:
-            proc.kill()
-            pytest.fail(f"no ready line and settings within 180s: {_drained(err)}")
-        print(ready)  # the start time, for the record (pytest -s)
-        assert ready.startswith(f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:"), ready
-        assert f"(data: {data_dir})" in ready
-        jvms = java_children(proc.pid)
-        assert len(jvms) == 3, f"one JVM per node, found {sorted(jvms)}"
+    command = secured_cluster.command  # `ardary-pipeline broker --nodes 3 --security sasl_ssl`
+    ready, printed = command.ready, command.printed
+    print(ready)  # the start time, for the record (pytest -s)
+    assert ready.startswith(f"Kafka {KAFKA_VERSION} ready at 127.0.0.1:"), ready
+    assert f"(data: {command.data_dir})" in ready
+    jvms = command.jvms()
+    assert len(jvms) == 3, f"one JVM per node, found {sorted(jvms)}"
 
-        env_file = data_dir / "client.env"
-        assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-        written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-        password = written["KAFKA_SASL_PASSWORD"]
-        shown = {
-            key.strip(): value for key, _, value in (line.partition("=") for line in printed[:6])
-        }
-        assert shown == {**written, "KAFKA_SASL_PASSWORD": MASK}
-        assert written["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
-        assert len(written["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == 3
-        assert printed[6] == f"client settings: {env_file}"
-        assert password and password not in "\n".join([ready, *printed])
+    env_file = command.data_dir / "client.env"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    password = written["KAFKA_SASL_PASSWORD"]
+    shown = {key.strip(): value for key, _, value in (line.partition("=") for line in printed[:6])}
+    assert shown == {**written, "KAFKA_SASL_PASSWORD": MASK}
+    assert written["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert len(written["KAFKA_BOOTSTRAP_SERVERS"].split(",")) == 3
+    assert printed[6] == f"client settings: {env_file}"
+    assert password and password not in "\n".join([ready, *printed, *command.stderr()])
 
-        for name in setting_variables():
-            monkeypatch.delenv(name)
-        settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
-        assert settings.kafka_security_protocol == "SASL_SSL"
-        assert settings.kafka_sasl_password is not None
-        assert settings.kafka_sasl_password.get_secret_value() == password
-        config = KafkaClientConfig.from_settings(settings)
-        roundtrip = f"t{uuid4().hex[:8]}.roundtrip"
-        assert _produce_and_consume(config, roundtrip)
-
-        # one node dies: the command says so, the others keep serving, the node comes back
-        victim = max(jvms)
-        os.kill(victim, signal.SIGKILL)
-        said = _wait_line(err, "restarting it on its data dir", proc, 30)
-        assert "the others keep serving" in said
-        assert _produce_and_consume(config, roundtrip, create=False)  # two of three in sync
-        _wait_line(err, "is back", proc, 180)
-        assert proc.poll() is None  # the command still runs
-        jvms = java_children(proc.pid)
-        assert len(jvms) == 3 and victim not in jvms
-        assert _produce_and_consume(config, f"t{uuid4().hex[:8]}.all-back")
-
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=60) == 0, _drained(err)
-        wait_until(
-            lambda: all(pid_gone(pid) for pid in jvms),
-            15,
-            f"the broker's JVMs {sorted(jvms)} to exit",
-        )
-        assert env_file.is_file()  # a data dir the user named is kept, with its settings
-    finally:
-        close(proc)
-
-
-def _drained(err: queue.Queue[str]) -> str:
-    """What the command wrote to stderr so far."""
-    found = []
-    while not err.empty():
-        found.append(err.get_nowait())
-    return "\n".join(found)
-
-
-def _wait_line(
-    err: queue.Queue[str], text: str, proc: subprocess.Popen[str], timeout: float
-) -> str:
-    """The first stderr line containing `text` within `timeout` s (fails with what came)."""
-    seen: list[str] = []
-
-    def found() -> str | None:
-        assert proc.poll() is None, f"the broker command exited: {seen}"
-        while not err.empty():
-            line = err.get_nowait()
-            seen.append(line)
-            if text in line:
-                return line
-        return None
-
-    return wait_until(found, timeout, f"the broker command to say {text!r}", interval=0.2)
+    for name in setting_variables():
+        monkeypatch.delenv(name)
+    settings = Settings(_env_file=env_file)  # type: ignore[call-arg]
+    assert settings.kafka_security_protocol == "SASL_SSL"
+    assert settings.kafka_sasl_password is not None
+    assert settings.kafka_sasl_password.get_secret_value() == password
+    config = KafkaClientConfig.from_settings(settings)
+    assert _produce_and_consume(config, f"t{uuid4().hex[:8]}.roundtrip")
+    # A node's death, the command's restart of it and Ctrl-C are checked with the pipeline's
+    # load on it: test_secured_pipeline.py kills a partition leader's JVM, and the fixture stops
+    # the command with SIGINT at the session's end (exit code 0, no JVM left, client.env kept).
 
 
 # -- wrong settings --------------------------------------------------------------------------

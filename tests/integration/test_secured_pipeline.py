@@ -4,8 +4,9 @@ One run (the module's `pipeline_run`) of what a user deploys: simulator, ingress
 sink (`run_stack`) on the session's SASL_SSL cluster with SCHEMA_REGISTRY_* set. An upstream
 app written with confluent-kafka publishes 500 send requests through its own `AvroSerializer`
 under the default subject strategy (`<topic>-value`), one in ten of them with an older version
-of the SendRequest schema. While Ardary takes them, the leader of a `sms.send-requests`
-partition is SIGKILLed, then restarted. The tests then check what that run left:
+of the SendRequest schema. While Ardary takes them, the JVM leading a `sms.send-requests`
+partition is SIGKILLed; the broker command (the session's cluster) says so, the others keep
+serving, and it restarts the node on its data dir. The tests then check what that run left:
 
 - every request has exactly one SendResult, Ardary's ledger has no id sent twice, and the
   warehouse holds exactly the records of the topics it loads;
@@ -224,15 +225,20 @@ def _drive(
         return int(_sim(stack, "stats")["unique_ids"])
 
     wait_until(lambda: accepted() >= KILL_AFTER, 120, f"{KILL_AFTER} sends accepted by Ardary")
-    cluster.kafka.kill_node(leader)
+    said_before = len(cluster.command.stderr())
+    cluster.command.kill_node(leader)
     accepted_at_kill = accepted()
+    # the broker command says so, the others keep serving, and it starts the node again itself
+    exited = cluster.command.wait_said(f"Kafka node {leader} exited", 30, after=said_before)
+    assert "the others keep serving" in exited, exited
     wait_until(
         lambda: _leaders(stack.client, requests_topic).get(partition) not in (leader, None),
         60,
         f"a new leader for {requests_topic}-{partition} after node {leader} was killed",
         interval=0.5,
     )
-    cluster.kafka.start_node(leader)
+    cluster.command.wait_said(f"Kafka node {leader} is back", 180, after=said_before)
+    assert len(cluster.command.jvms()) == 3
 
     results = f"{stack.prefix}sms.send-results"
     with TopicReader(stack.client, results, codec_for(settings)) as reader:

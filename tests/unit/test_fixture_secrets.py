@@ -3,6 +3,9 @@ errors in set-up, and that output lands in CI logs."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 from tests.conftest import Registry, SecuredCluster
 
 
@@ -14,6 +17,7 @@ def test_the_registry_fixture_hides_its_password() -> None:
 
 def test_the_cluster_fixture_hides_the_sasl_password() -> None:
     settings = {"KAFKA_SASL_USERNAME": "ardary", "KAFKA_SASL_PASSWORD": "s3cret-Sasl"}
-    shown = repr(SecuredCluster(kafka=None, settings=settings))  # type: ignore[arg-type]
+    command = SimpleNamespace(data_dir=Path("/tmp/cluster"))  # the repr's only use of it
+    shown = repr(SecuredCluster(command=command, settings=settings))  # type: ignore[arg-type]
     assert "s3cret-Sasl" not in shown
     assert "ardary" in shown
