@@ -37,6 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from pipeline.devtools import classdata
 from pipeline.devtools.certs import ensure_tls_files
 from pipeline.devtools.kafkajars import (
     KAFKA_VERSION,
@@ -104,6 +105,7 @@ class LocalKafka:
         self._state: ClusterState | None = None
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._outs: dict[int, IO[bytes]] = {}
+        self._dump: tuple[int, Path, Path] | None = None  # node, its class dump, the archive
         self._lock = threading.RLock()
 
     # -- where things are ---------------------------------------------------------------------
@@ -235,6 +237,10 @@ class LocalKafka:
         out = self._outs.pop(node_id, None)
         if out is not None:
             out.close()
+        if proc is not None and self._dump is not None and self._dump[0] == node_id:
+            _, dump, archive = self._dump
+            classdata.publish_dump(dump, archive, proc.returncode)
+            self._dump = None
 
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node: a crash, no controlled shutdown."""
@@ -350,11 +356,15 @@ class LocalKafka:
         node_dir = self._node_dir(node_id)
         return [
             require_tools("java")["java"],
+            *classdata.use_options(self._class_archive()),
             *extra_jvm_options(),
             "-cp",
             f"{ensure_jars()}/*",
             f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
         ]
+
+    def _class_archive(self) -> Path:
+        return classdata.archive_for(ensure_jars(), require_tools("java")["java"])
 
     def _node_dir(self, node_id: int) -> Path:
         assert self._dir is not None
@@ -410,6 +420,11 @@ class LocalKafka:
         if not (node_dir / "logs" / "meta.properties").is_file():
             self._format(node_id, deadline)
         jvm = self._jvm(node_id)
+        archive = self._class_archive()
+        if self._dump is None and not archive.is_file():  # the first node ever: it writes one
+            dump_options, dump = classdata.dump_options(archive, node_id)
+            jvm[1:1] = dump_options
+            self._dump = (node_id, dump, archive)
         command = [
             jvm[0],
             f"-Xmx{self._heap_mb}m",

@@ -17,6 +17,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
+from pipeline.devtools import classdata
+from pipeline.devtools.kafkajars import ensure_jars, require_tools
 from pipeline.devtools.localkafka import KAFKA_VERSION, LocalKafka
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
@@ -106,6 +108,23 @@ def test_restart_on_same_data_dir_keeps_records_and_ports(
     assert second.start() == bootstrap  # same data dir -> same ports (ports.json)
     value = _consume_until(bootstrap, topic, group_id, encoded)
     assert CODEC.decode(value) == RECORD  # the Avro record survived the restart
+
+
+def test_a_node_maps_the_class_archive_that_an_earlier_node_wrote() -> None:
+    archive = classdata.archive_for(ensure_jars(), require_tools("java")["java"])
+    for attempt in range(2):  # the first start on a fresh cache writes it as its node stops
+        kafka = LocalKafka()
+        try:
+            kafka.start()
+            pid = kafka.pid
+            assert pid is not None
+            maps = Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace")
+        finally:
+            kafka.stop()
+        if str(archive) in maps:
+            return
+        assert attempt == 0, f"the node did not map {archive} (exists: {archive.is_file()})"
+        assert archive.is_file(), "the first node wrote no class archive when it stopped"
 
 
 def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
