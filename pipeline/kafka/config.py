@@ -109,18 +109,9 @@ class KafkaClientConfig:
         return options
 
     def kafka_python(self) -> dict[str, Any]:
-        """Keyword arguments for kafka-python's producer, consumer and admin client."""
-        options: dict[str, Any] = {
-            "bootstrap_servers": self.servers,
-            "security_protocol": self.security_protocol,
-        }
-        if self.uses_ssl:
-            options["ssl_context"] = self.ssl_context()
-        if self.uses_sasl:
-            options["sasl_mechanism"] = self.sasl_mechanism
-            options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self._password()
-        return options
+        """Keyword arguments for kafka-python's producer, consumer and admin client (the same
+        names as aiokafka's: aiokafka took them from kafka-python)."""
+        return self.aiokafka()
 
     def librdkafka(self) -> dict[str, Any]:
         """Configuration properties for librdkafka (confluent-kafka)."""
