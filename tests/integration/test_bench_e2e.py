@@ -42,12 +42,21 @@ def test_bench_e2e_prints_the_ratio_after_the_warehouse_check(kafka_bootstrap: s
         done.stdout
     ), output
     assert any(line.startswith("stage alone:") and "<- slowest" in line for line in lines), output
-    names = [re.match(r"RATIO (\w+)=[0-9.]+$", line) for line in lines[-3:]]
-    assert [m.group(1) if m else None for m in names] == [
+    found_ratios = [re.match(r"RATIO (\w+)=([0-9.]+)$", line) for line in lines[-6:]]
+    ratios = {m.group(1): float(m.group(2)) for m in found_ratios if m}
+    assert list(ratios) == [
         "e2e_msgs_per_s",
         "slowest_stage_msgs_per_s",
-        "e2e_vs_slowest_stage",
+        "e2e_cpu_ms_per_msg",
+        "worker_cpu_ms_per_msg",
+        "e2e_vs_timeshared_stages",
+        "warehouse_lag_seconds",
     ], output
+    # the worker is one of the four processes counted; each process spent something per message
+    assert 0 < ratios["worker_cpu_ms_per_msg"] < ratios["e2e_cpu_ms_per_msg"], output
+    assert ratios["e2e_vs_timeshared_stages"] > 0, output
+    cost = next(line for line in lines if line.startswith("e2e cost: "))
+    assert "apart, not counted: simulator " in cost, output  # Ardary's stand-in printed apart
     shares = [re.match(r"RATIO e2e_cpu_saturated_share=([0-9.]+)$", line) for line in lines]
     found = [float(m.group(1)) for m in shares if m]
     assert len(found) == 1 and 0.0 <= found[0] <= 1.0, output  # sampled from publish to end

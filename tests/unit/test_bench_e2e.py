@@ -11,6 +11,7 @@ from pipeline.devtools.bench.e2efigures import (
     PerMessage,
     StageRate,
     callback_bound,
+    cost_of,
     cpu_breakdown,
     delivered_rate_between,
     histogram_sum_count,
@@ -20,6 +21,7 @@ from pipeline.devtools.bench.e2efigures import (
     slowest,
     stage_sizes,
     stages_per_message,
+    timeshared_msgs_per_s,
 )
 from pipeline.errors import PipelineError
 
@@ -153,6 +155,38 @@ def test_cpu_per_message_leaves_out_what_a_process_spends_idle() -> None:
     assert ceiling is not None and math.isclose(ceiling, 1000 / 15)
     idle_only = cpu_breakdown({"sink": 0.3}, {"sink": 20.0}, seconds=100.0, requests=10)
     assert idle_only[0].ms_per_message == 0.0 and idle_only[0].ceiling_msgs_per_s is None
+
+
+def test_the_pipelines_cost_counts_its_four_processes_and_prints_the_others_apart() -> None:
+    procs = cpu_breakdown(
+        {},
+        {
+            "ingress": 1.0,
+            "worker": 8.0,
+            "sink": 2.0,
+            "broker": 3.0,
+            "simulator": 5.0,
+            "this bench (publisher, reader)": 0.5,
+        },
+        seconds=10.0,
+        requests=1000,
+    )
+    cost = cost_of(procs)
+    assert math.isclose(cost.pipeline_ms, 14.0)  # (1 + 8 + 2 + 3) s / 1,000 messages
+    assert math.isclose(cost.worker_ms, 8.0)
+    assert cost.outside_ms == {"simulator": 5.0, "this bench (publisher, reader)": 0.5}
+    assert cost_of([]).pipeline_ms == 0.0  # a process that did not run counts nothing
+
+
+def test_stages_one_after_another_take_the_sum_of_their_times_per_message() -> None:
+    # 1 ms + 2 ms + 0.5 ms per message one after another: 3.5 ms, so 1000/3.5 msgs/s
+    stages = [_stage("a", 1000, 1.0), _stage("b", 1000, 2.0), _stage("c", 4000, 2.0)]
+    found = timeshared_msgs_per_s(stages)
+    assert found is not None and math.isclose(found, 1000 / 3.5)
+    assert found < min(s.msgs_per_s for s in stages)  # slower than the slowest alone
+    no_figure = _stage("d", 0.0, 1.0)  # a run too short for its clock: left out
+    assert timeshared_msgs_per_s([*stages, no_figure]) == found
+    assert timeshared_msgs_per_s([no_figure]) is None
 
 
 def test_saturation_sums_the_intervals_when_the_machine_or_the_worker_had_no_cpu_to_spare() -> None:

@@ -17,7 +17,9 @@ __all__ = [
     "BOX_BUSY_SHARE",
     "CORRELATE_SOURCES",
     "IDLE_SECONDS",
+    "PIPELINE_PROCESSES",
     "WORKER_BUSY_CORES",
+    "Cost",
     "CpuSample",
     "E2eRun",
     "PerMessage",
@@ -25,6 +27,7 @@ __all__ = [
     "Saturation",
     "StageRate",
     "callback_bound",
+    "cost_of",
     "cpu_breakdown",
     "delivered_rate_between",
     "histogram_sum_count",
@@ -35,6 +38,7 @@ __all__ = [
     "slowest",
     "stage_sizes",
     "stages_per_message",
+    "timeshared_msgs_per_s",
 ]
 
 CORRELATE_SOURCES = (
@@ -45,6 +49,9 @@ CORRELATE_SOURCES = (
 )
 """The topics the correlate agent reads: its events (`bench correlate`'s SOURCES)."""
 IDLE_SECONDS = 5.0  # the stack's own CPU with no traffic is measured over this long
+PIPELINE_PROCESSES = ("ingress", "worker", "sink", "broker")
+"""What a deployment runs: the processes `e2e_cpu_ms_per_msg` counts (the simulator stands in for
+Ardary and the bench's own publisher and reader for the upstream apps: printed apart)."""
 BOX_BUSY_SHARE = 0.9  # the machine counts as saturated at this share of its cores busy
 # the worker counts as saturated at this many cores: its Python threads share one GIL, so one
 # core is its ceiling (measured: 0.83-0.92 while it alone drained a backlog, the rest idle)
@@ -152,6 +159,33 @@ def cpu_breakdown(
         work = max(0.0, cpu - idle * seconds)
         found.append(ProcessCpu(name, idle, cpu / seconds, 1000.0 * work / requests))
     return sorted(found, key=lambda p: -p.ms_per_message)
+
+
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """What one message cost above idle, in ms of CPU: the pipeline's processes together, the
+    worker alone, and each process outside the pipeline (not counted in `pipeline_ms`)."""
+
+    pipeline_ms: float
+    worker_ms: float
+    outside_ms: dict[str, float]
+
+
+def cost_of(procs: Sequence[ProcessCpu]) -> Cost:
+    """The e2e run's cost per message from its processes (`cpu_breakdown`)."""
+    mine = {p.name: p.ms_per_message for p in procs}
+    return Cost(
+        pipeline_ms=sum(mine.get(name, 0.0) for name in PIPELINE_PROCESSES),
+        worker_ms=mine.get("worker", 0.0),
+        outside_ms={n: ms for n, ms in mine.items() if n not in PIPELINE_PROCESSES},
+    )
+
+
+def timeshared_msgs_per_s(stages: Sequence[StageRate]) -> float | None:
+    """Messages/s of the stages run one after another, each with the machine to itself:
+    1 / Σ 1/rate (what pipelining must at least match). None if no stage has a figure."""
+    rates = [s.msgs_per_s for s in stages if 0 < s.msgs_per_s < math.inf]
+    return 1.0 / sum(1.0 / r for r in rates) if rates else None
 
 
 def stage_sizes(requests: int) -> dict[str, int]:
@@ -298,6 +332,26 @@ def report(
     )
     for line in _limits(run, per, low.msgs_per_s):
         echo(line)
+    cost = (
+        cost_of(cpu_breakdown(run.idle_cores, run.cpu_seconds, run.seconds, run.requests))
+        if run.seconds > 0 and run.cpu_seconds
+        else None
+    )
+    if cost is not None:
+        echo(
+            f"e2e cost: {cost.pipeline_ms:.2f} ms of CPU per message above idle in the "
+            f"pipeline's processes ({' + '.join(PIPELINE_PROCESSES)}), the worker "
+            f"{cost.worker_ms:.2f} of it; apart, not counted: "
+            + ", ".join(f"{n} {ms:.2f} ms" for n, ms in sorted(cost.outside_ms.items()))
+        )
+    timeshared = timeshared_msgs_per_s(stages)
+    lag = max(0.0, run.seconds - run.delivered_seen_in)
+    echo(
+        "e2e against the stages one after another (1 / Σ 1/rate of the stages alone): "
+        + (f"{timeshared:,.0f} msgs/s" if timeshared else "-")
+        + f"; the warehouse trailed sms.lifecycle by {lag:.1f} s (last DELIVERED on the topic "
+        "→ the sink's lag 0)"
+    )
     busy = saturation(run.cpu_samples, os.cpu_count() or 1)
     if busy.seconds > 0:
         echo(
@@ -315,7 +369,12 @@ def report(
         echo(f"RATIO e2e_cpu_saturated_share={busy.share:.2f}")
     echo(f"RATIO e2e_msgs_per_s={run.msgs_per_s:.1f}")
     echo(f"RATIO slowest_stage_msgs_per_s={low.msgs_per_s:.1f}")
-    echo(f"RATIO e2e_vs_slowest_stage={run.msgs_per_s / low.msgs_per_s:.2f}")
+    if cost is not None:
+        echo(f"RATIO e2e_cpu_ms_per_msg={cost.pipeline_ms:.2f}")
+        echo(f"RATIO worker_cpu_ms_per_msg={cost.worker_ms:.2f}")
+    if timeshared:
+        echo(f"RATIO e2e_vs_timeshared_stages={run.msgs_per_s / timeshared:.2f}")
+    echo(f"RATIO warehouse_lag_seconds={lag:.1f}")
 
 
 def _limits(run: E2eRun, per: PerMessage, slowest_alone: float) -> list[str]:
