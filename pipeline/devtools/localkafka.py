@@ -401,6 +401,9 @@ class LocalKafka:
         if done.returncode != 0:
             raise_for_java(done.stdout + done.stderr)
             lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+            if extra_jvm_options() and "Could not create the Java Virtual Machine" in done.stderr:
+                why = next((line for line in lines if "Java Virtual Machine" not in line), "")
+                raise ConfigError(f"{JVM_OPTIONS_VARIABLE}: the JVM refused it: {why[:200]}")
             raise BrokerError(
                 f"formatting the Kafka storage in {node_dir} failed: "
                 f"{(lines or ['no output'])[-1][:300]}"

@@ -19,7 +19,7 @@ from kafka.admin import KafkaAdminClient
 
 from pipeline.devtools import classdata
 from pipeline.devtools.kafkajars import ensure_jars, require_tools
-from pipeline.devtools.localkafka import KAFKA_VERSION, LocalKafka
+from pipeline.devtools.localkafka import JVM_OPTIONS_VARIABLE, KAFKA_VERSION, LocalKafka
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
 from pipeline.serde import AvroCodec, SchemaStore
@@ -140,6 +140,25 @@ def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
     assert not data_dir.exists()
     kafka.stop()  # idempotent
     assert kafka.pid is None
+
+
+def test_a_jvm_option_the_jvm_refuses_stops_the_command_with_one_line_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, JVM_OPTIONS_VARIABLE: "-XX:TieredStopAtLevel=1 -XX:+NoSuchOption"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "broker"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    err = done.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"ardary-pipeline: error: {JVM_OPTIONS_VARIABLE}")
+    assert "NoSuchOption" in err[0] and "Traceback" not in done.stderr
 
 
 def test_broker_command_runs_until_sigint_and_leaves_no_jvm(
