@@ -64,6 +64,7 @@ __all__ = ["KAFKA_VERSION", "LocalKafka", "Security"]
 
 _STATE = "cluster.json"
 JVM_OPTIONS_VARIABLE = "ARDARY_BROKER_JVM_OPTIONS"
+DUMP_GRACE_S = 40.0  # more time to stop for the node writing the class archive as it exits
 
 
 def extra_jvm_options() -> list[str]:
@@ -206,11 +207,11 @@ class LocalKafka:
         with self._lock:
             # every node at once: stopped one by one, the last ones wait out a controlled
             # shutdown that the departed controller quorum never grants (~20 s, not ~7 s)
-            for proc in self._procs.values():
+            for node_id, proc in self._procs.items():
                 if proc.poll() is None:
                     with contextlib.suppress(ProcessLookupError):
                         proc.send_signal(signal.SIGCONT)
-                        proc.send_signal(signal.SIGTERM)
+                        proc.send_signal(self._stop_signal(node_id))
             for node_id in list(self._procs):
                 self.stop_node(node_id, timeout)
             atexit.unregister(self._stop_at_exit)
@@ -222,11 +223,14 @@ class LocalKafka:
 
     def stop_node(self, node_id: int, timeout: float = 20) -> None:
         """A clean shutdown of one node."""
+        dumping = self._dump is not None and self._dump[0] == node_id
+        if dumping:
+            timeout += DUMP_GRACE_S
         proc = self._procs.pop(node_id, None)
         if proc is not None and proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signal.SIGCONT)  # a paused node must be able to stop
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(self._stop_signal(node_id))
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -237,10 +241,23 @@ class LocalKafka:
         out = self._outs.pop(node_id, None)
         if out is not None:
             out.close()
-        if proc is not None and self._dump is not None and self._dump[0] == node_id:
+        if proc is not None and dumping and self._dump is not None:
             _, dump, archive = self._dump
             classdata.publish_dump(dump, archive, proc.returncode)
             self._dump = None
+
+    def _stop_signal(self, node_id: int) -> signal.Signals:
+        """SIGTERM, but SIGKILL for a node of a temporary data dir that was to write the class
+        archive when another node has written it since: its data is deleted anyway, and its
+        dump at exit (a long-lived JVM's: 20 s and more on a busy box) would be thrown away."""
+        if (
+            self._temporary
+            and self._dump is not None
+            and self._dump[0] == node_id
+            and self._dump[2].is_file()
+        ):
+            return signal.SIGKILL
+        return signal.SIGTERM
 
     def kill_node(self, node_id: int) -> None:
         """SIGKILL one node: a crash, no controlled shutdown."""

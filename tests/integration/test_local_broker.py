@@ -17,8 +17,7 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 
-from pipeline.devtools import classdata
-from pipeline.devtools.kafkajars import ensure_jars, require_tools
+from pipeline.devtools import localkafka
 from pipeline.devtools.localkafka import JVM_OPTIONS_VARIABLE, KAFKA_VERSION, LocalKafka
 from pipeline.procutil import free_port
 from pipeline.records import SendRequest
@@ -110,21 +109,46 @@ def test_restart_on_same_data_dir_keeps_records_and_ports(
     assert CODEC.decode(value) == RECORD  # the Avro record survived the restart
 
 
-def test_a_node_maps_the_class_archive_that_an_earlier_node_wrote() -> None:
-    archive = classdata.archive_for(ensure_jars(), require_tools("java")["java"])
-    for attempt in range(2):  # the first start on a fresh cache writes it as its node stops
-        kafka = LocalKafka()
-        try:
-            kafka.start()
-            pid = kafka.pid
-            assert pid is not None
-            maps = Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace")
-        finally:
-            kafka.stop()
-        if str(archive) in maps:
-            return
-        assert attempt == 0, f"the node did not map {archive} (exists: {archive.is_file()})"
-        assert archive.is_file(), "the first node wrote no class archive when it stopped"
+def _maps(kafka: LocalKafka) -> str:
+    pid = kafka.pid
+    assert pid is not None
+    return Path(f"/proc/{pid}/maps").read_text(encoding="utf-8", errors="replace")
+
+
+def test_the_first_node_writes_the_class_archive_and_later_nodes_map_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "cache" / "libs-classes.jsa"
+    archive.parent.mkdir()
+    monkeypatch.setattr(localkafka.classdata, "archive_for", lambda jars, java: archive)
+    first = LocalKafka()
+    try:
+        first.start()
+        assert str(archive) not in _maps(first)
+    finally:
+        first.stop()
+    assert archive.is_file(), "the first node wrote no class archive when it stopped"
+    assert not list(archive.parent.glob("*.partial"))
+
+    later = LocalKafka()
+    try:
+        later.start()
+        assert str(archive) in _maps(later), "a later node did not map the archive"
+    finally:
+        later.stop()
+
+    # a node started before the archive existed, stopped after another node wrote it: its data
+    # dir is temporary and its dump would be thrown away, so it is killed, not left to dump
+    written = archive.read_bytes()
+    archive.rename(tmp_path / "aside.jsa")
+    racing = LocalKafka()
+    try:
+        racing.start()
+        (tmp_path / "aside.jsa").rename(archive)
+    finally:
+        racing.stop()
+    assert archive.read_bytes() == written  # no second dump replaced it
+    assert not list(archive.parent.glob("*.partial"))
 
 
 def test_stop_leaves_no_jvm_and_removes_temporary_data() -> None:
