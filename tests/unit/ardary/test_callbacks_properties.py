@@ -116,7 +116,7 @@ near_valid = perturbed.flatmap(lambda kv: st.tuples(st.just(kv[0]), _encodings(k
 requests = st.lists(st.tuples(names, values) | near_valid, max_size=4)
 
 
-@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 @given(requests)
 def test_parse_returns_records_or_raises_callback_error(pairs: list[tuple[str, str]]) -> None:
     try:

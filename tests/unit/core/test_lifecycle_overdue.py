@@ -177,7 +177,7 @@ nows = st.integers(0, 5 * 3600).map(at)
 timeouts = st.sampled_from([60.0, 600.0, 3600.0])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(
     histories.flatmap(lambda evs: st.tuples(st.just(evs), reshuffled(evs))),
     nows,
@@ -192,7 +192,7 @@ def test_order_and_duplicates_do_not_change_overdue(
     assert a == b
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(histories, nows, timeouts)
 def test_stream_equals_batch_for_the_same_now(
     events: list[object], now: datetime, timeout: float
@@ -207,7 +207,7 @@ def test_stream_equals_batch_for_the_same_now(
     assert stream == batch_lifecycles(events, now=now, receipt_timeout_seconds=timeout)  # type: ignore[arg-type]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(histories, histories, nows, st.integers(0, 3600), timeouts)
 def test_once_overdue_later_events_and_later_nows_keep_the_field(
     first: list[object], later: list[object], now: datetime, step: int, timeout: float
