@@ -30,7 +30,7 @@ from tests.worker_process import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
-N = 600
+N = 400  # 20 s of sending at RATE: the rebalance lands in the first quarter
 RATE = 20.0
 
 
