@@ -2,7 +2,7 @@
 
 Every local node is a fresh JVM that loads and verifies ~6,000 of Kafka's classes; mapped from
 an archive instead, a one-node format and start took 4.3 s of CPU instead of 6.9 s (and 2.9 s
-to ready instead of 5.1 s) on the 2-core machine the suite runs on, with its JVM options. Java 17 has no
+to ready instead of 5.1 s) on the suite's 2-core machine with its JVM options. Java 17 has no
 `-XX:+AutoCreateSharedArchive` (JDK 19), so this does its part by hand: while no archive
 exists, one broker JVM per `LocalKafka` writes the classes it loaded to a file of its own when
 it exits (`-XX:ArchiveClassesAtExit`), and that file is renamed into place only if the JVM went
