@@ -17,6 +17,7 @@ import sys
 import threading
 from pathlib import Path
 
+from pipeline.procutil import die_with_parent
 from tests.environ import new_user_env
 from tests.polling import wait_until
 from tests.procs import close, java_children, lines
@@ -52,6 +53,9 @@ class BrokerCommand:
             text=True,
             cwd=data_dir.parent,
             env=new_user_env(PYTHONUNBUFFERED="1"),
+            # a test process killed outright must not leave the command and its nodes running:
+            # SIGTERM takes the command's clean path (it stops its nodes)
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         self._stderr: list[str] = []
         self._lock = threading.Lock()
