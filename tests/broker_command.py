@@ -129,6 +129,5 @@ class BrokerCommand:
             self.proc.send_signal(signal.SIGINT)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=timeout)
-        code = self.proc.poll()
-        close(self.proc)
-        return code if code is not None else self.proc.returncode
+        close(self.proc)  # kills it if it still runs
+        return self.proc.returncode

@@ -102,7 +102,7 @@ def test_broker_command_three_nodes_sasl_ssl_as_a_user_runs_it(
 
     env_file = command.data_dir / "client.env"
     assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
-    written = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    written = command.settings()
     password = written["KAFKA_SASL_PASSWORD"]
     shown = {key.strip(): value for key, _, value in (line.partition("=") for line in printed[:6])}
     assert shown == {**written, "KAFKA_SASL_PASSWORD": MASK}

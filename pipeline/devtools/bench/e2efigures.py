@@ -330,13 +330,14 @@ def report(
         f"warehouse check: sms_lifecycle holds {run.warehouse_rows:,} of {run.requests:,} "
         f"messages, {run.warehouse_delivered:,} DELIVERED: passed"
     )
-    for line in _limits(run, per, low.msgs_per_s):
-        echo(line)
-    cost = (
-        cost_of(cpu_breakdown(run.idle_cores, run.cpu_seconds, run.seconds, run.requests))
+    procs = (
+        cpu_breakdown(run.idle_cores, run.cpu_seconds, run.seconds, run.requests)
         if run.seconds > 0 and run.cpu_seconds
-        else None
+        else []
     )
+    for line in _limits(run, per, low.msgs_per_s, procs):
+        echo(line)
+    cost = cost_of(procs) if procs else None
     if cost is not None:
         echo(
             f"e2e cost: {cost.pipeline_ms:.2f} ms of CPU per message above idle in the "
@@ -377,15 +378,16 @@ def report(
     echo(f"RATIO warehouse_lag_seconds={lag:.1f}")
 
 
-def _limits(run: E2eRun, per: PerMessage, slowest_alone: float) -> list[str]:
+def _limits(
+    run: E2eRun, per: PerMessage, slowest_alone: float, procs: Sequence[ProcessCpu]
+) -> list[str]:
     """What held the e2e run: each process's CPU (idle, during the run, per message above
     idle) against the machine's cores, and what the callback path allows."""
     from pipeline.devtools.simulator.config import SimulatorConfig
 
     cores = os.cpu_count() or 1
-    if run.seconds <= 0 or not run.cpu_seconds:
+    if not procs:
         return []
-    procs = cpu_breakdown(run.idle_cores, run.cpu_seconds, run.seconds, run.requests)
     total = sum(p.cores for p in procs)
     load = os.getloadavg()[0]
     lines = [
