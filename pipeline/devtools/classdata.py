@@ -18,7 +18,7 @@ import hashlib
 import os
 from pathlib import Path
 
-__all__ = ["archive_for", "dump_options", "publish_dump", "use_options"]
+__all__ = ["archive_for", "can_dump", "dump_options", "publish_dump", "use_options"]
 
 
 def archive_for(jars: Path, java: str) -> Path:
@@ -35,6 +35,13 @@ def archive_for(jars: Path, java: str) -> Path:
 def use_options(archive: Path) -> list[str]:
     """The JVM options that map `archive`, or none while it does not exist."""
     return [f"-XX:SharedArchiveFile={archive}"] if archive.is_file() else []
+
+
+def can_dump(archive: Path) -> bool:
+    """Whether a JVM may be told to write `archive`: one told to dump where it cannot create
+    the file refuses to start ("Unable to create shared archive file"), so a read-only jar
+    cache gets no archive rather than no broker."""
+    return os.access(archive.parent, os.W_OK)
 
 
 def dump_options(archive: Path, node_id: int) -> tuple[list[str], Path]:

@@ -441,7 +441,8 @@ class LocalKafka:
             self._format(node_id, deadline)
         jvm = self._jvm(node_id)
         archive = self._class_archive()
-        if self._dump is None and not archive.is_file():  # the first node ever: it writes one
+        # the first node ever writes one, where it can
+        if self._dump is None and not archive.is_file() and classdata.can_dump(archive):
             dump_options, dump = classdata.dump_options(archive, node_id)
             jvm[1:1] = dump_options
             self._dump = (node_id, dump, archive)

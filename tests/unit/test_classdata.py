@@ -34,6 +34,11 @@ def test_a_jvm_maps_the_archive_only_once_it_exists(tmp_path: Path) -> None:
     assert classdata.use_options(archive) == [f"-XX:SharedArchiveFile={archive}"]
 
 
+def test_no_dump_is_asked_where_the_archive_cannot_be_written(tmp_path: Path) -> None:
+    assert classdata.can_dump(tmp_path / "libs-classes.jsa")
+    assert not classdata.can_dump(tmp_path / "missing" / "libs-classes.jsa")
+
+
 def test_a_dump_goes_to_a_file_of_its_own(tmp_path: Path) -> None:
     archive = tmp_path / "libs-classes.jsa"
     options, dump = classdata.dump_options(archive, 2)
